@@ -1,0 +1,346 @@
+"""``bc.sample``: one function that runs any Method on any Target.
+
+The driver owns every loop. Per chain it runs ``num_warmup`` steps of the method's warmup
+kernel, tunes, then ``num_samples * thin`` steps of the tuned kernel, all inside ``lax.scan``;
+chains are ``vmap``-ped on one device, or split over several devices with ``shard_map`` when
+``devices`` asks for it. Chain ``c`` at step ``t`` uses the key ``fold_in(chain_key[c], t)``,
+so draws do not depend on how chains are placed on devices. A progress bar is updated from a
+host callback every few steps; nothing else leaves the device until the run ends.
+
+Compiled programs are cached on the (method, target structure, sizes) so a second call with
+the same shapes only runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+from jaxtyping import Array, PRNGKeyArray
+
+from bayescore.core.errors import ArgumentError, InitializationError, check_positive_int
+from bayescore.core.kernel import Method, as_method
+from bayescore.core.progress import ProgressBar, tick
+from bayescore.core.result import Result
+from bayescore.core.target import Target
+
+logger = logging.getLogger(__name__)
+
+CHAIN_AXIS = "chain"
+
+# Scalar info fields of BlackJAX kernels, renamed to ArviZ's sample_stats names.
+ARVIZ_NAMES = {
+    "is_divergent": "diverging",
+    "num_integration_steps": "n_steps",
+    "num_trajectory_expansions": "tree_depth",
+}
+
+
+def sample(
+    method: Any,
+    target: Target,
+    *,
+    num_samples: int = 1000,
+    num_warmup: int = 1000,
+    num_chains: int = 4,
+    key: PRNGKeyArray | int,
+    thin: int = 1,
+    progress: bool = True,
+    devices: Sequence[jax.Device] | int | str | None = None,
+    init_params: Mapping[str, Any] | None = None,
+) -> Result:
+    """Draw ``num_samples`` per chain from ``target`` with ``method``.
+
+    Args:
+        method: a bayescore method (``bc.inference.nuts()``), a bayescore ``Kernel`` or a
+            BlackJAX ``SamplingAlgorithm`` (its warmup steps are plain burn-in).
+        target: the :class:`~bayescore.core.target.Target` to sample.
+        num_samples: draws kept per chain (after thinning).
+        num_warmup: warmup (adaptation) steps per chain, discarded.
+        num_chains: independent chains.
+        key: a JAX PRNG key (or an integer seed); the same key gives the same draws.
+        thin: keep one draw every ``thin`` transitions.
+        progress: show a progress bar.
+        devices: ``None`` runs every chain on the default device; ``"all"``, a number of
+            devices or a list of devices shards the chains over them (``num_chains`` must be a
+            multiple of the number of devices).
+        init_params: constrained starting values per latent site, either one value per site
+            (shared by all chains) or with a leading ``num_chains`` axis. Default: uniform in
+            ``[-2, 2]`` on the unconstrained space, redrawn until finite.
+
+    Returns:
+        A :class:`~bayescore.core.result.Result`; ``result.to_arviz()`` gives the DataTree.
+
+    Raises:
+        ArgumentError: a size is not a positive integer, or the method is not one.
+        DiscreteLatentError: the model has discrete latent sites.
+        InitializationError: no finite starting point.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import bayescore as bc
+        >>> target = bc.Target.from_logdensity(
+        ...     lambda p: -0.5 * jnp.sum(p["x"] ** 2), {"x": jnp.zeros(3)})
+        >>> result = bc.sample(bc.inference.nuts(), target, num_samples=100, num_warmup=100,
+        ...                    num_chains=2, key=jax.random.key(0), progress=False)
+        >>> result.positions["x"].shape, sorted(result.stats)[:3]
+        ((2, 100, 3), ['acceptance_rate', 'diverging', 'energy'])
+    """
+    if not isinstance(target, Target):
+        raise ArgumentError(
+            f"target must be a bayescore Target, got {type(target).__name__}. Build one with "
+            "bc.Target.from_numpyro(model, *args) or bc.Target.from_logdensity(fn, params)."
+        )
+    num_samples = check_positive_int("num_samples", num_samples)
+    num_warmup = check_positive_int("num_warmup", num_warmup, allow_zero=True)
+    num_chains = check_positive_int("num_chains", num_chains)
+    thin = check_positive_int("thin", thin)
+    method = as_method(method)
+    target.require_continuous(f"{type(method).__name__}")
+    key = as_key(key)
+    mesh = chain_mesh(devices, num_chains)
+
+    init_key, warmup_key, sample_key = jax.random.split(key, 3)
+    if init_params is None:
+        positions = target.init(init_key, num_chains)
+    else:
+        positions = _initial_positions(target, init_params, num_chains)
+    warmup_keys = jax.random.split(warmup_key, num_chains)
+    sample_keys = jax.random.split(sample_key, num_chains)
+
+    bar = ProgressBar(num_warmup + num_samples * thin, enabled=progress,
+                      description=type(method).__name__)
+    with bar:
+        states = _warmup(_Phase(method, num_warmup, num_warmup, 1, bar.every, mesh),
+                         target, warmup_keys, positions, warmup_keys)
+        phase = _Phase(method, num_warmup, num_samples, thin, bar.every, mesh)
+        parameters, draws, stats = _draw(phase, target, sample_keys, states)
+        jax.block_until_ready(draws)
+    return Result(
+        positions=draws,
+        stats=stats,
+        parameters=parameters,
+        target=target,
+        method=type(method).__name__,
+    )
+
+
+def as_key(key: Any) -> PRNGKeyArray:
+    """A JAX PRNG key from a key or an integer seed, or an :class:`ArgumentError`.
+
+    Example:
+        >>> import jax
+        >>> from bayescore.core.driver import as_key
+        >>> as_key(0).shape
+        ()
+    """
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+            return key
+        if key.dtype == jnp.uint32 and key.shape == (2,):
+            return jax.random.wrap_key_data(key)
+    raise ArgumentError(
+        f"key must be a single JAX PRNG key or an integer seed, got {key!r}. "
+        "Pass key=jax.random.key(0)."
+    )
+
+
+def chain_mesh(devices: Any, num_chains: int) -> Mesh | None:
+    """The one-axis device mesh chains are split over, or ``None`` for a single device.
+
+    Example:
+        >>> from bayescore.core.driver import chain_mesh
+        >>> chain_mesh(None, 4) is None
+        True
+    """
+    if devices is None:
+        return None
+    available = jax.devices()
+    if isinstance(devices, str):
+        if devices != "all":
+            raise ArgumentError(f"devices must be 'all', a count or a list, got {devices!r}.")
+        chosen = available
+    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(available):
+            raise ArgumentError(
+                f"devices={devices} but {len(available)} device(s) are available "
+                f"({available[0].platform}). Pass devices between 1 and {len(available)}."
+            )
+        chosen = available[: int(devices)]
+    else:
+        chosen = list(devices)
+        if not chosen or not all(isinstance(d, jax.Device) for d in chosen):
+            raise ArgumentError(f"devices must list jax.Device objects, got {devices!r}.")
+    if len(chosen) == 1:
+        return None
+    if num_chains % len(chosen):
+        raise ArgumentError(
+            f"num_chains={num_chains} cannot be split evenly over {len(chosen)} devices. "
+            f"Use a multiple of {len(chosen)}, e.g. num_chains={len(chosen) * max(1, math.ceil(num_chains / len(chosen)))}."
+        )
+    return Mesh(np.asarray(chosen), (CHAIN_AXIS,))
+
+
+class _Phase(eqx.Module):
+    """The static configuration of one compiled loop (hashable: it keys the jit cache)."""
+
+    method: Any
+    num_warmup: int
+    num_steps: int
+    thin: int
+    progress_every: int
+    mesh: Mesh | None
+
+
+def _over_chains(phase: _Phase, fn: Any, target: Target, *chain_args: Any) -> Any:
+    """Run ``fn(target, *chain_args)`` with chain-batched arguments on one or many devices."""
+    arrays, static = eqx.partition(target, eqx.is_array)
+
+    def local(arrays: Any, *chain_args: Any) -> Any:
+        return fn(eqx.combine(arrays, static), *chain_args)
+
+    if phase.mesh is None:
+        return local(arrays, *chain_args)
+    chains = PartitionSpec(CHAIN_AXIS)
+    sharded = jax.shard_map(
+        local,
+        mesh=phase.mesh,
+        in_specs=(PartitionSpec(),) + (chains,) * len(chain_args),
+        out_specs=chains,
+        check_vma=False,
+    )
+    return sharded(arrays, *chain_args)
+
+
+def _scan_steps(phase: _Phase, transition: Any, chain_keys: Array, carry: Any,
+                progress_offset: int) -> tuple[Any, Any]:
+    """``lax.scan`` of a chain-vmapped transition; outputs stacked as (chain, step, ...)."""
+    on_first_device = phase.mesh is None
+
+    def body(carry: Any, step: Array) -> tuple[Any, Any]:
+        keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, step)
+        carry, out = jax.vmap(transition)(keys, carry)
+        if phase.progress_every:
+            first = on_first_device or jax.lax.axis_index(CHAIN_AXIS) == 0
+            tick(step, phase.progress_every, phase.num_steps, progress_offset, phase.thin,
+                 first)
+        return carry, out
+
+    carry, outs = jax.lax.scan(body, carry, jnp.arange(phase.num_steps))
+    return carry, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outs)
+
+
+@eqx.filter_jit
+def _warmup(phase: _Phase, target: Target, chain_keys: Array, positions: Any,
+            init_keys: Array) -> Any:
+    def run(target: Target, chain_keys: Array, positions: Any, init_keys: Array) -> Any:
+        kernel = phase.method.warmup(target, phase.num_warmup)
+        states = jax.vmap(kernel.init)(positions, init_keys)
+        if phase.num_steps == 0:
+            return states
+        states, _ = _scan_steps(phase, lambda k, s: (kernel.step(k, s)[0], None),
+                                chain_keys, states, 0)
+        return states
+
+    return _over_chains(phase, run, target, chain_keys, positions, init_keys)
+
+
+@eqx.filter_jit
+def _draw(phase: _Phase, target: Target, chain_keys: Array, warmup_states: Any) -> Any:
+    method: Method = phase.method
+
+    def run(target: Target, chain_keys: Array, warmup_states: Any) -> Any:
+        parameters, states = jax.vmap(functools.partial(method.tune, target))(warmup_states)
+
+        def transition(key: Array, carry: tuple) -> tuple:
+            parameters, state = carry
+            kernel = method.kernel(target, parameters)
+            if phase.thin == 1:
+                state, info = kernel.step(key, state)
+            else:
+                state, infos = jax.lax.scan(lambda s, k: kernel.step(k, s), state,
+                                            jax.random.split(key, phase.thin))
+                info = jax.tree.map(lambda x: x[-1], infos)
+            return (parameters, state), (state.position, sample_stats(target, state, info))
+
+        _, (draws, stats) = _scan_steps(phase, transition, chain_keys, (parameters, states),
+                                        phase.num_warmup)
+        return parameters, draws, stats
+
+    return _over_chains(phase, run, target, chain_keys, warmup_states)
+
+
+def sample_stats(target: Target, state: Any, info: Any) -> dict[str, Array]:
+    """Per-draw statistics for ArviZ: ``lp`` and the scalar fields of ``info``.
+
+    BlackJAX's names are mapped to ArviZ's (``is_divergent`` → ``diverging``,
+    ``num_integration_steps`` → ``n_steps``, ``num_trajectory_expansions`` → ``tree_depth``).
+
+    Example:
+        >>> import blackjax, jax, jax.numpy as jnp
+        >>> import bayescore as bc
+        >>> target = bc.Target.from_logdensity(lambda p: -p["x"] ** 2, {"x": 0.0})
+        >>> mala = blackjax.mala(target.logdensity, step_size=0.5)
+        >>> state, info = mala.step(jax.random.key(0), mala.init({"x": 1.0}))
+        >>> sorted(sample_stats(target, state, info))
+        ['acceptance_rate', 'is_accepted', 'lp']
+    """
+    logdensity = getattr(state, "logdensity", None)
+    stats = {"lp": target.logdensity(state.position) if logdensity is None else logdensity}
+    fields = info._asdict() if hasattr(info, "_asdict") else {}
+    for name, value in fields.items():
+        if isinstance(value, (jax.Array, np.ndarray, float, int, bool)) and jnp.ndim(value) == 0:
+            stats[ARVIZ_NAMES.get(name, name)] = jnp.asarray(value)
+    return stats
+
+
+def _initial_positions(target: Target, init_params: Mapping[str, Any], num_chains: int) -> Any:
+    values = jax.tree.map(jnp.asarray, init_params)
+    if target.density_fn is None:
+        missing = [site.name for site in target.latent if site.name not in values]
+        if missing:
+            raise ArgumentError(
+                f"init_params has no value for latent site(s) {missing}. Give a value for "
+                f"each of {[site.name for site in target.latent]}."
+            )
+        shapes = {site.name: site.shape for site in target.latent}
+        per_chain = {name: jnp.ndim(values[name]) > len(shapes[name]) for name in shapes}
+        values = {
+            name: values[name] if per_chain[name] else jnp.broadcast_to(
+                values[name], (num_chains, *shapes[name]))
+            for name in shapes
+        }
+    else:
+        example = target.example_params.tree
+        values = jax.tree.map(
+            lambda v, e: v if jnp.ndim(v) > len(e.shape) else jnp.broadcast_to(
+                v, (num_chains, *e.shape)), values, example)
+    for leaf in jax.tree.leaves(values):
+        if leaf.shape[0] != num_chains:
+            raise ArgumentError(
+                f"init_params has a leading axis of {leaf.shape[0]} but num_chains="
+                f"{num_chains}. Give one value per site, or one per chain."
+            )
+    positions = jax.vmap(target.unconstrain)(values)
+    logdensity, grad = jax.vmap(target.logdensity_and_grad)(positions)
+    finite = np.asarray(jnp.isfinite(logdensity))
+    for leaf in jax.tree.leaves(grad):
+        finite &= np.asarray(jnp.all(jnp.isfinite(leaf.reshape(num_chains, -1)), axis=1))
+    if not finite.all():
+        chain = int(np.argmin(finite))
+        bad = jax.tree.map(lambda leaf: leaf[chain], positions)
+        raise InitializationError(
+            f"init_params gives a non-finite log density or gradient for chain {chain}. "
+            f"{target.explain_nonfinite(bad)} Move the starting values inside the support."
+        )
+    return positions

@@ -1,0 +1,5 @@
+"""Evaluation used by tests and benchmarks: distances between draws and exact answers."""
+
+from bayescore.metrics.moments import covariance_zscores, mcse_mean, mean_zscores
+
+__all__ = ["covariance_zscores", "mcse_mean", "mean_zscores"]

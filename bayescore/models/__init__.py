@@ -1,0 +1,2 @@
+"""Model primitives (state-space GPs, functional Tucker, PDE solvers, flows, higher-order
+programs) live in subpackages here; each also exposes itself as a NumPyro model."""
