@@ -30,7 +30,7 @@ from bayescore.core.errors import ArgumentError, InitializationError, check_posi
 from bayescore.core.kernel import Method, as_method
 from bayescore.core.progress import ProgressBar, tick
 from bayescore.core.result import Result
-from bayescore.core.target import Target
+from bayescore.core.target import Target, named_leaves
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ def sample(
     warmup_keys = jax.random.split(warmup_key, num_chains)
     sample_keys = jax.random.split(sample_key, num_chains)
 
-    bar = ProgressBar(num_warmup + num_samples * thin, enabled=progress,
-                      description=type(method).__name__)
+    name = getattr(method, "name", type(method).__name__)
+    bar = ProgressBar(num_warmup + num_samples * thin, enabled=progress, description=name)
     with bar:
         states = _warmup(_Phase(method, num_warmup, num_warmup, 1, bar.every, mesh),
                          target, warmup_keys, positions, warmup_keys)
@@ -129,7 +129,7 @@ def sample(
         stats=stats,
         parameters=parameters,
         target=target,
-        method=type(method).__name__,
+        method=name,
     )
 
 
@@ -332,8 +332,14 @@ def _initial_positions(target: Target, init_params: Mapping[str, Any], num_chain
                 f"{num_chains}. Give one value per site, or one per chain."
             )
     positions = jax.vmap(target.unconstrain)(values)
+    for name, leaf in named_leaves(positions):
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise InitializationError(
+                f"init_params['{name}'] lies outside the support of site '{name}' (its "
+                "unconstrained value is not finite). Pass a value inside the support."
+            )
     logdensity, grad = jax.vmap(target.logdensity_and_grad)(positions)
-    finite = np.asarray(jnp.isfinite(logdensity))
+    finite = np.array(jnp.isfinite(logdensity))
     for leaf in jax.tree.leaves(grad):
         finite &= np.asarray(jnp.all(jnp.isfinite(leaf.reshape(num_chains, -1)), axis=1))
     if not finite.all():

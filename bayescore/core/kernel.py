@@ -83,6 +83,17 @@ class Fixed(eqx.Module):
 
     algorithm: Any
 
+    @property
+    def name(self) -> str:
+        """``blackjax.<algorithm>`` for BlackJAX algorithms, else the step function's name."""
+        step = self.algorithm.step
+        for function in (step, *(cell.cell_contents for cell in (step.__closure__ or ())
+                                 if callable(cell.cell_contents))):
+            module = getattr(function, "__module__", "") or ""
+            if module.startswith("blackjax.") and not module.endswith(".base"):
+                return "blackjax." + module.rsplit(".", 1)[-1]
+        return getattr(step, "__name__", type(self.algorithm).__name__)
+
     def warmup(self, target: Any, num_warmup: int) -> Kernel:
         return Kernel(_init_with_key(self.algorithm.init), self.algorithm.step)
 

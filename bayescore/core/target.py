@@ -161,9 +161,12 @@ class Target(eqx.Module):
             # data shorter than the plate, fail here rather than inside a sampler.
             indices = _draw_subsample(plates, jax.random.key(0))
             try:
-                handlers.trace(handlers.seed(_Plates(model, indices), 0)).get_trace(
+                batch_trace = handlers.trace(handlers.seed(_Plates(model, indices), 0)).get_trace(
                     *args, **kwargs
                 )
+                _check_subsampled_observations(batch_trace, plates)
+            except ShapeError:
+                raise
             except Exception as error:
                 names = ", ".join(f"'{p.name}' (size {p.size}, subsample_size "
                                   f"{p.subsample_size})" for p in plates)
@@ -253,7 +256,7 @@ class Target(eqx.Module):
         latent = tuple(
             Site(name, shape.shape, tuple(f"{name}_dim_{i}" for i in range(len(shape.shape))),
                  shape.shape)
-            for name, shape in _named_leaves(example)
+            for name, shape in named_leaves(example)
         )
         return cls(
             model_args=(),
@@ -403,7 +406,7 @@ class Target(eqx.Module):
             2.0
         """
         if self.density_fn is not None:
-            return dict(_named_leaves(params))
+            return dict(named_leaves(params))
         return numpyro_util.constrain_fn(
             self.full_model, self.model_args, self.model_kwargs, params, return_deterministic=True
         )
@@ -495,9 +498,9 @@ class Target(eqx.Module):
         if self.density_fn is not None:
             value = self.logdensity(params)
             return f"The log density is {float(value)} at this point."
-        constrained = self.constrain(params)
-        model = handlers.substitute(self.full_model, data=constrained)
         try:
+            constrained = self.constrain(params)
+            model = handlers.substitute(self.full_model, data=constrained)
             model_trace = handlers.trace(handlers.seed(model, 0)).get_trace(
                 *self.model_args, **self.model_kwargs
             )
@@ -659,11 +662,11 @@ def _draw_subsample(plates: tuple[SubsamplePlate, ...], key: PRNGKeyArray) -> di
     return indices
 
 
-def _named_leaves(tree: Any) -> list[tuple[str, Any]]:
+def named_leaves(tree: Any) -> list[tuple[str, Any]]:
     if isinstance(tree, Mapping) and all(isinstance(k, str) for k in tree):
         flat = []
         for name, value in tree.items():
-            sub = _named_leaves(value)
+            sub = named_leaves(value)
             flat += [(name if sub_name == "x" else f"{name}.{sub_name}", leaf)
                      for sub_name, leaf in sub]
         return flat
@@ -715,6 +718,26 @@ def _check_finite_arguments(model: Callable, args: tuple, kwargs: dict) -> None:
             )
 
 
+def _check_subsampled_observations(batch_trace: dict, plates: tuple[SubsamplePlate, ...]) -> None:
+    sizes = {plate.name: plate.subsample_size for plate in plates}
+    for name, site in batch_trace.items():
+        if site["type"] != "sample" or not site["is_observed"]:
+            continue
+        shape = jnp.shape(site["value"])
+        batch_ndim = len(shape) - site["fn"].event_dim
+        for frame in site["cond_indep_stack"]:
+            axis = batch_ndim + frame.dim
+            if frame.name in sizes and 0 <= axis < batch_ndim and shape[axis] not in (
+                    1, sizes[frame.name]):
+                raise ShapeError(
+                    f"observed site '{name}' has length {shape[axis]} along subsampled plate "
+                    f"'{frame.name}', whose minibatch has {sizes[frame.name]} entries: its data "
+                    "were not subsampled. Index them with the plate's indices (`with "
+                    "numpyro.plate(...) as idx: ... obs=y[idx]`) or use "
+                    "numpyro.subsample(y, event_dim=0)."
+                )
+
+
 def _check_finite_observation(name: str, value: Any) -> None:
     array = np.asarray(value)
     if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
@@ -726,12 +749,20 @@ def _check_finite_observation(name: str, value: Any) -> None:
         )
 
 
-def _model_error(model: Callable, error: Exception) -> ModelError:
+def _model_error(model: Callable, error: Exception) -> ModelError | ShapeError:
     name = getattr(model, "__name__", repr(model))
+    message = str(error)
+    if isinstance(error, (ValueError, TypeError)) and ("shape" in message.lower()
+                                                       or "plate" in message):
+        return ShapeError(
+            f"model '{name}': the data's shapes disagree with the model's plates or "
+            f"distributions ({type(error).__name__}: {message}). Make each plate's size equal "
+            "the length of the data along that plate's dim, and subsample data inside "
+            "subsampled plates."
+        )
     return ModelError(
-        f"tracing model '{name}' failed with {type(error).__name__}: {error}. Check the "
-        "arguments passed to Target.from_numpyro match the model's signature and the data's "
-        "shapes match the plates."
+        f"tracing model '{name}' failed with {type(error).__name__}: {message}. Check the "
+        "arguments passed to Target.from_numpyro match the model's signature."
     )
 
 
