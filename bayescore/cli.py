@@ -16,8 +16,20 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-PACKAGES = ["bayescore", "jax", "jaxlib", "numpyro", "blackjax", "gpjax", "flowjax", "equinox",
-            "optax", "arviz", "xarray", "numpy"]
+PACKAGES = [
+    "bayescore",
+    "jax",
+    "jaxlib",
+    "numpyro",
+    "blackjax",
+    "gpjax",
+    "flowjax",
+    "equinox",
+    "optax",
+    "arviz",
+    "xarray",
+    "numpy",
+]
 
 
 def info() -> str:
@@ -50,8 +62,11 @@ def find_benchmarks(directory: str | None) -> Path:
         >>> find_benchmarks(None).name
         'benchmarks'
     """
-    candidates = [Path(directory)] if directory else [
-        Path.cwd() / "benchmarks", Path(__file__).resolve().parent.parent / "benchmarks"]
+    candidates = (
+        [Path(directory)]
+        if directory
+        else [Path.cwd() / "benchmarks", Path(__file__).resolve().parent.parent / "benchmarks"]
+    )
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
@@ -112,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="write bayescore-demo/index.html")
     demo.add_argument("--out", default="bayescore-demo", help="output folder")
     demo.add_argument("--quick", action="store_true", help="small runs (CI smoke test)")
-    demo.add_argument("--section", action="append", default=[],
-                      help="run only this section (repeatable)")
+    demo.add_argument(
+        "--section", action="append", default=[], help="run only this section (repeatable)"
+    )
     bench_parser = commands.add_parser("bench", help="run benchmarks/ and write results/")
     bench_parser.add_argument("areas", nargs="*", help="benchmark modules to run (default all)")
     bench_parser.add_argument("--quick", action="store_true", help="small sizes")

@@ -10,5 +10,14 @@ from bayescore.core.kernel import Kernel, Method, as_method
 from bayescore.core.result import Result, predict
 from bayescore.core.target import Target
 
-__all__ = ["BayescoreError", "Kernel", "Method", "Result", "Target", "as_method", "errors",
-           "predict", "sample"]
+__all__ = [
+    "BayescoreError",
+    "Kernel",
+    "Method",
+    "Result",
+    "Target",
+    "as_method",
+    "errors",
+    "predict",
+    "sample",
+]

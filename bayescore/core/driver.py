@@ -119,8 +119,13 @@ def sample(
     name = getattr(method, "name", type(method).__name__)
     bar = ProgressBar(num_warmup + num_samples * thin, enabled=progress, description=name)
     with bar:
-        states = _warmup(_Phase(method, num_warmup, num_warmup, 1, bar.every, mesh),
-                         target, warmup_keys, positions, warmup_keys)
+        states = _warmup(
+            _Phase(method, num_warmup, num_warmup, 1, bar.every, mesh),
+            target,
+            warmup_keys,
+            positions,
+            warmup_keys,
+        )
         phase = _Phase(method, num_warmup, num_samples, thin, bar.every, mesh)
         parameters, draws, stats = _draw(phase, target, sample_keys, states)
         jax.block_until_ready(draws)
@@ -186,7 +191,8 @@ def chain_mesh(devices: Any, num_chains: int) -> Mesh | None:
     if num_chains % len(chosen):
         raise ArgumentError(
             f"num_chains={num_chains} cannot be split evenly over {len(chosen)} devices. "
-            f"Use a multiple of {len(chosen)}, e.g. num_chains={len(chosen) * max(1, math.ceil(num_chains / len(chosen)))}."
+            f"Use a multiple of {len(chosen)}, e.g. num_chains="
+            f"{len(chosen) * math.ceil(num_chains / len(chosen))}."
         )
     return Mesh(np.asarray(chosen), (CHAIN_AXIS,))
 
@@ -222,8 +228,9 @@ def _over_chains(phase: _Phase, fn: Any, target: Target, *chain_args: Any) -> An
     return sharded(arrays, *chain_args)
 
 
-def _scan_steps(phase: _Phase, transition: Any, chain_keys: Array, carry: Any,
-                progress_offset: int) -> tuple[Any, Any]:
+def _scan_steps(
+    phase: _Phase, transition: Any, chain_keys: Array, carry: Any, progress_offset: int
+) -> tuple[Any, Any]:
     """``lax.scan`` of a chain-vmapped transition; outputs stacked as (chain, step, ...)."""
     on_first_device = phase.mesh is None
 
@@ -232,8 +239,7 @@ def _scan_steps(phase: _Phase, transition: Any, chain_keys: Array, carry: Any,
         carry, out = jax.vmap(transition)(keys, carry)
         if phase.progress_every:
             first = on_first_device or jax.lax.axis_index(CHAIN_AXIS) == 0
-            tick(step, phase.progress_every, phase.num_steps, progress_offset, phase.thin,
-                 first)
+            tick(step, phase.progress_every, phase.num_steps, progress_offset, phase.thin, first)
         return carry, out
 
     carry, outs = jax.lax.scan(body, carry, jnp.arange(phase.num_steps))
@@ -241,15 +247,17 @@ def _scan_steps(phase: _Phase, transition: Any, chain_keys: Array, carry: Any,
 
 
 @eqx.filter_jit
-def _warmup(phase: _Phase, target: Target, chain_keys: Array, positions: Any,
-            init_keys: Array) -> Any:
+def _warmup(
+    phase: _Phase, target: Target, chain_keys: Array, positions: Any, init_keys: Array
+) -> Any:
     def run(target: Target, chain_keys: Array, positions: Any, init_keys: Array) -> Any:
         kernel = phase.method.warmup(target, phase.num_warmup)
         states = jax.vmap(kernel.init)(positions, init_keys)
         if phase.num_steps == 0:
             return states
-        states, _ = _scan_steps(phase, lambda k, s: (kernel.step(k, s)[0], None),
-                                chain_keys, states, 0)
+        states, _ = _scan_steps(
+            phase, lambda k, s: (kernel.step(k, s)[0], None), chain_keys, states, 0
+        )
         return states
 
     return _over_chains(phase, run, target, chain_keys, positions, init_keys)
@@ -268,13 +276,15 @@ def _draw(phase: _Phase, target: Target, chain_keys: Array, warmup_states: Any) 
             if phase.thin == 1:
                 state, info = kernel.step(key, state)
             else:
-                state, infos = jax.lax.scan(lambda s, k: kernel.step(k, s), state,
-                                            jax.random.split(key, phase.thin))
+                state, infos = jax.lax.scan(
+                    lambda s, k: kernel.step(k, s), state, jax.random.split(key, phase.thin)
+                )
                 info = jax.tree.map(lambda x: x[-1], infos)
             return (parameters, state), (state.position, sample_stats(target, state, info))
 
-        _, (draws, stats) = _scan_steps(phase, transition, chain_keys, (parameters, states),
-                                        phase.num_warmup)
+        _, (draws, stats) = _scan_steps(
+            phase, transition, chain_keys, (parameters, states), phase.num_warmup
+        )
         return parameters, draws, stats
 
     return _over_chains(phase, run, target, chain_keys, warmup_states)
@@ -316,15 +326,20 @@ def _initial_positions(target: Target, init_params: Mapping[str, Any], num_chain
         shapes = {site.name: site.shape for site in target.latent}
         per_chain = {name: jnp.ndim(values[name]) > len(shapes[name]) for name in shapes}
         values = {
-            name: values[name] if per_chain[name] else jnp.broadcast_to(
-                values[name], (num_chains, *shapes[name]))
+            name: values[name]
+            if per_chain[name]
+            else jnp.broadcast_to(values[name], (num_chains, *shapes[name]))
             for name in shapes
         }
     else:
         example = target.example_params.tree
         values = jax.tree.map(
-            lambda v, e: v if jnp.ndim(v) > len(e.shape) else jnp.broadcast_to(
-                v, (num_chains, *e.shape)), values, example)
+            lambda v, e: (
+                v if jnp.ndim(v) > len(e.shape) else jnp.broadcast_to(v, (num_chains, *e.shape))
+            ),
+            values,
+            example,
+        )
     for leaf in jax.tree.leaves(values):
         if leaf.shape[0] != num_chains:
             raise ArgumentError(

@@ -87,8 +87,14 @@ class Fixed(eqx.Module):
     def name(self) -> str:
         """``blackjax.<algorithm>`` for BlackJAX algorithms, else the step function's name."""
         step = self.algorithm.step
-        for function in (step, *(cell.cell_contents for cell in (step.__closure__ or ())
-                                 if callable(cell.cell_contents))):
+        for function in (
+            step,
+            *(
+                cell.cell_contents
+                for cell in (step.__closure__ or ())
+                if callable(cell.cell_contents)
+            ),
+        ):
             module = getattr(function, "__module__", "") or ""
             if module.startswith("blackjax.") and not module.endswith(".base"):
                 return "blackjax." + module.rsplit(".", 1)[-1]
@@ -132,8 +138,11 @@ def _init_with_key(init: Callable[..., State]) -> Callable[[Any, PRNGKeyArray], 
         parameters = inspect.signature(init).parameters.values()
     except (TypeError, ValueError):
         return init
-    positional = [p for p in parameters
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
     if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional):
         return init
     return lambda position, key: init(position)

@@ -41,8 +41,13 @@ class ProgressBar:
         if self.enabled:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, desc=self.description, file=sys.stderr,
-                             dynamic_ncols=True, leave=True)
+            self._bar = tqdm(
+                total=self.total,
+                desc=self.description,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+            )
             _OPEN.append(self._bar)
         return self
 
@@ -60,8 +65,9 @@ def _move_to(done: Any) -> None:
         bar.update(max(0, int(done) - bar.n))
 
 
-def tick(step: Array, every: int, num_steps: int, offset: int, thin: int,
-         on_this_device: Array | bool) -> None:
+def tick(
+    step: Array, every: int, num_steps: int, offset: int, thin: int, on_this_device: Array | bool
+) -> None:
     """Inside a compiled loop: report ``offset + (step + 1) * thin`` done every ``every`` steps.
 
     Example:

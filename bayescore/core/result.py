@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from jaxtyping import PRNGKeyArray
-from numpyro import handlers
 from numpyro.infer import Predictive
 from numpyro.primitives import Messenger
 
@@ -81,8 +80,12 @@ class Result:
         """
         return _constrain_draws(self.target, self.positions)
 
-    def to_arviz(self, *, coords: Mapping[str, Any] | None = None,
-                 dims: Mapping[str, list[str]] | None = None) -> xr.DataTree:
+    def to_arviz(
+        self,
+        *,
+        coords: Mapping[str, Any] | None = None,
+        dims: Mapping[str, list[str]] | None = None,
+    ) -> xr.DataTree:
         """The run as an ArviZ ``DataTree`` (groups as in the module docstring).
 
         Args:
@@ -117,8 +120,9 @@ class Result:
         return _to_datatree(self.target, groups, coords, dims, self.method)
 
 
-def predict(model: Callable, result: Result, *args: Any, key: PRNGKeyArray | int = 0,
-            **kwargs: Any) -> xr.DataTree:
+def predict(
+    model: Callable, result: Result, *args: Any, key: PRNGKeyArray | int = 0, **kwargs: Any
+) -> xr.DataTree:
     """Posterior predictive draws of the observed sites, added to ``result.to_arviz()``.
 
     The model is run once per posterior draw with ``*args, **kwargs`` (the Target's own
@@ -156,8 +160,12 @@ def predict(model: Callable, result: Result, *args: Any, key: PRNGKeyArray | int
     posterior = result.constrained()
     latent = {site.name: posterior[site.name] for site in target.latent}
     observed = [site.name for site in target.observed]
-    predictive = Predictive(_Plates(_Unobserve(model, observed)), posterior_samples=latent,
-                            return_sites=observed, batch_ndims=2)
+    predictive = Predictive(
+        _Plates(_Unobserve(model, observed)),
+        posterior_samples=latent,
+        return_sites=observed,
+        batch_ndims=2,
+    )
     draws = predictive(as_key(key), *args, **kwargs)
     tree = result.to_arviz()
     groups = {"posterior_predictive": {name: np.asarray(v) for name, v in draws.items()}}
@@ -184,8 +192,9 @@ def _constrain_draws(target: Target, positions: Any) -> dict[str, Any]:
     return jax.vmap(jax.vmap(target.constrain))(positions)
 
 
-def _to_datatree(target: Target, groups: dict, coords: Mapping | None, dims: Mapping | None,
-                 method: str) -> xr.DataTree:
+def _to_datatree(
+    target: Target, groups: dict, coords: Mapping | None, dims: Mapping | None, method: str
+) -> xr.DataTree:
     from arviz_base import from_dict
 
     import bayescore
@@ -198,9 +207,15 @@ def _to_datatree(target: Target, groups: dict, coords: Mapping | None, dims: Map
         for name, value in values.items():
             if value.dtype == jnp.bfloat16:
                 values[name] = value.astype(np.float32)
-    attrs = {"inference_library": "bayescore", "inference_library_version":
-             bayescore.__version__, "method": method}
+    attrs = {
+        "inference_library": "bayescore",
+        "inference_library_version": bayescore.__version__,
+        "method": method,
+    }
     used = {d for name_dims in all_dims.values() for d in name_dims}
-    return from_dict(groups, dims={k: v for k, v in all_dims.items()},
-                     coords={k: v for k, v in all_coords.items() if k in used},
-                     attrs={group: attrs for group in groups})
+    return from_dict(
+        groups,
+        dims={k: v for k, v in all_dims.items()},
+        coords={k: v for k, v in all_coords.items() if k in used},
+        attrs={group: attrs for group in groups},
+    )

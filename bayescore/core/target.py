@@ -13,7 +13,8 @@ the negated NumPyro ``potential_energy``. With a data plate declared as
 
 .. math::
 
-    \widehat{\log \pi}(u) = \log p(T(u)) + \log|\det J_T(u)| + \frac{N}{B}\sum_{i \in I} \log p(y_i \mid T(u)),
+    \widehat{\log \pi}(u) = \log p(T(u)) + \log|\det J_T(u)|
+        + \frac{N}{B}\sum_{i \in I} \log p(y_i \mid T(u)),
 
 with :math:`I` a uniformly drawn subset of size ``B`` (NumPyro's plate applies the ``N/B`` scale).
 
@@ -37,8 +38,8 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 from numpyro import handlers
 from numpyro.distributions import biject_to
-from numpyro.primitives import Messenger
 from numpyro.infer import util as numpyro_util
+from numpyro.primitives import Messenger
 
 from bayescore.core.errors import (
     ArgumentError,
@@ -168,8 +169,9 @@ class Target(eqx.Module):
             except ShapeError:
                 raise
             except Exception as error:
-                names = ", ".join(f"'{p.name}' (size {p.size}, subsample_size "
-                                  f"{p.subsample_size})" for p in plates)
+                names = ", ".join(
+                    f"'{p.name}' (size {p.size}, subsample_size {p.subsample_size})" for p in plates
+                )
                 raise ShapeError(
                     f"the model fails when plate {names} draws a minibatch: {error}. Inside a "
                     "subsampled plate, index the data with the plate's indices "
@@ -254,8 +256,12 @@ class Target(eqx.Module):
                 "Sum the terms of the log density."
             )
         latent = tuple(
-            Site(name, shape.shape, tuple(f"{name}_dim_{i}" for i in range(len(shape.shape))),
-                 shape.shape)
+            Site(
+                name,
+                shape.shape,
+                tuple(f"{name}_dim_{i}" for i in range(len(shape.shape))),
+                shape.shape,
+            )
             for name, shape in named_leaves(example)
         )
         return cls(
@@ -310,8 +316,9 @@ class Target(eqx.Module):
         """
         if self.density_fn is not None:
             return jnp.asarray(self.density_fn(params))
-        return -numpyro_util.potential_energy(self.full_model, self.model_args,
-                                              self.model_kwargs, params)
+        return -numpyro_util.potential_energy(
+            self.full_model, self.model_args, self.model_kwargs, params
+        )
 
     def logdensity_and_grad(self, params: Params) -> tuple[Array, Params]:
         """``(logdensity(params), ∇ logdensity(params))`` in one pass.
@@ -430,11 +437,13 @@ class Target(eqx.Module):
             return jax.tree.map(jnp.asarray, values)
         self._check_values(values, batch_ndim=0)
         latent = {site.name: values[site.name] for site in self.latent}
-        return numpyro_util.unconstrain_fn(self.full_model, self.model_args, self.model_kwargs,
-                                           latent)
+        return numpyro_util.unconstrain_fn(
+            self.full_model, self.model_args, self.model_kwargs, latent
+        )
 
-    def init(self, key: PRNGKeyArray, num_chains: int, *, radius: float = 2.0,
-             max_tries: int = 100) -> Params:
+    def init(
+        self, key: PRNGKeyArray, num_chains: int, *, radius: float = 2.0, max_tries: int = 100
+    ) -> Params:
         """Starting points for ``num_chains`` chains, uniform in ``[-radius, radius]``.
 
         Each chain redraws until its log density and gradient are finite (NumPyro's
@@ -527,8 +536,10 @@ class Target(eqx.Module):
             >>> bc.Target.from_logdensity(lambda p: 0.0, {"x": jnp.zeros(2)}).site_dims()
             {'x': ['x_dim_0']}
         """
-        return {site.name: list(site.dims)
-                for site in (*self.latent, *self.deterministic, *self.observed)}
+        return {
+            site.name: list(site.dims)
+            for site in (*self.latent, *self.deterministic, *self.observed)
+        }
 
     def site_coords(self) -> dict[str, list]:
         """ArviZ ``coords`` for plate dims (``0..size-1``).
@@ -558,8 +569,9 @@ class Target(eqx.Module):
         )
         return {site.name: np.asarray(model_trace[site.name]["value"]) for site in self.observed}
 
-    def pointwise_log_likelihood(self, samples: Mapping[str, Array],
-                                 batch_ndims: int = 2) -> dict[str, Array]:
+    def pointwise_log_likelihood(
+        self, samples: Mapping[str, Array], batch_ndims: int = 2
+    ) -> dict[str, Array]:
         """Log likelihood of every observation under each constrained draw in ``samples``.
 
         ``samples`` holds constrained latent values with ``batch_ndims`` leading axes (chain,
@@ -667,14 +679,14 @@ def named_leaves(tree: Any) -> list[tuple[str, Any]]:
         flat = []
         for name, value in tree.items():
             sub = named_leaves(value)
-            flat += [(name if sub_name == "x" else f"{name}.{sub_name}", leaf)
-                     for sub_name, leaf in sub]
+            flat += [
+                (name if sub_name == "x" else f"{name}.{sub_name}", leaf) for sub_name, leaf in sub
+            ]
         return flat
     paths = jax.tree_util.tree_flatten_with_path(tree)[0]
     if len(paths) == 1 and not paths[0][0]:
         return [("x", paths[0][1])]
-    return [(jax.tree_util.keystr(path, simple=True, separator="."), leaf)
-            for path, leaf in paths]
+    return [(jax.tree_util.keystr(path, simple=True, separator="."), leaf) for path, leaf in paths]
 
 
 def _site_dims(name: str, site: dict, coords: dict[str, tuple]) -> tuple[str, ...]:
@@ -727,8 +739,11 @@ def _check_subsampled_observations(batch_trace: dict, plates: tuple[SubsamplePla
         batch_ndim = len(shape) - site["fn"].event_dim
         for frame in site["cond_indep_stack"]:
             axis = batch_ndim + frame.dim
-            if frame.name in sizes and 0 <= axis < batch_ndim and shape[axis] not in (
-                    1, sizes[frame.name]):
+            if (
+                frame.name in sizes
+                and 0 <= axis < batch_ndim
+                and shape[axis] not in (1, sizes[frame.name])
+            ):
                 raise ShapeError(
                     f"observed site '{name}' has length {shape[axis]} along subsampled plate "
                     f"'{frame.name}', whose minibatch has {sizes[frame.name]} entries: its data "
@@ -752,8 +767,9 @@ def _check_finite_observation(name: str, value: Any) -> None:
 def _model_error(model: Callable, error: Exception) -> ModelError | ShapeError:
     name = getattr(model, "__name__", repr(model))
     message = str(error)
-    if isinstance(error, (ValueError, TypeError)) and ("shape" in message.lower()
-                                                       or "plate" in message):
+    if isinstance(error, (ValueError, TypeError)) and (
+        "shape" in message.lower() or "plate" in message
+    ):
         return ShapeError(
             f"model '{name}': the data's shapes disagree with the model's plates or "
             f"distributions ({type(error).__name__}: {message}). Make each plate's size equal "
@@ -767,22 +783,27 @@ def _model_error(model: Callable, error: Exception) -> ModelError | ShapeError:
 
 
 @eqx.filter_jit
-def _init_chains(target: Target, key: PRNGKeyArray, num_chains: int, radius: float,
-                 max_tries: int) -> tuple[Params, Array]:
+def _init_chains(
+    target: Target, key: PRNGKeyArray, num_chains: int, radius: float, max_tries: int
+) -> tuple[Params, Array]:
     example = target.example_params.tree
 
     def draw(draw_key: PRNGKeyArray) -> Params:
         leaves, treedef = jax.tree.flatten(example)
         keys = jax.random.split(draw_key, len(leaves))
-        return jax.tree.unflatten(treedef, [
-            jax.random.uniform(k, leaf.shape, leaf.dtype, -radius, radius)
-            for k, leaf in zip(keys, leaves, strict=True)
-        ])
+        return jax.tree.unflatten(
+            treedef,
+            [
+                jax.random.uniform(k, leaf.shape, leaf.dtype, -radius, radius)
+                for k, leaf in zip(keys, leaves, strict=True)
+            ],
+        )
 
     def is_finite(params: Params) -> Array:
         value, grad = target.logdensity_and_grad(params)
-        grad_finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g))
-                                           for g in jax.tree.leaves(grad)]))
+        grad_finite = jnp.all(
+            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)])
+        )
         return jnp.isfinite(value) & grad_finite
 
     def one_chain(chain_key: PRNGKeyArray) -> tuple[Params, Array]:

@@ -60,7 +60,8 @@ class Section:
         """A matplotlib Figure or ArviZ PlotCollection, saved as ``name.png``."""
         path = self.folder / f"{name}.png"
         figure.savefig(path, dpi=90, bbox_inches="tight") if hasattr(figure, "dpi") else (
-            figure.savefig(path))
+            figure.savefig(path)
+        )
         import matplotlib.pyplot as plt
 
         plt.close("all")
@@ -72,8 +73,10 @@ class Section:
         """Write a DataTree to ``name.nc`` and link it."""
         path = self.folder / f"{name}.nc"
         tree.to_netcdf(path, engine="h5netcdf")
-        self.parts.append(f"<p class='note'>Posterior: <a href='{path.name}'>{path.name}</a>"
-                          " (open with <code>xarray.open_datatree</code>)</p>")
+        self.parts.append(
+            f"<p class='note'>Posterior: <a href='{path.name}'>{path.name}</a>"
+            " (open with <code>xarray.open_datatree</code>)</p>"
+        )
         return path
 
     def html(self) -> str:
@@ -109,11 +112,14 @@ def build_demo(out: Path, *, quick: bool = False, sections: list[str] | None = N
         module.run(section, quick=quick)
         section.parts.append(
             f"<p class='note'>Section ran in {time.perf_counter() - start:.1f} s"
-            f"{' (quick mode)' if quick else ''}.</p>")
+            f"{' (quick mode)' if quick else ''}.</p>"
+        )
         body.append(section.html())
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>bayescore demo</title>"
-            f"<style>{_STYLE}</style></head><body><h1>bayescore {bayescore.__version__} demo"
-            f"</h1>\n" + "\n".join(body) + "</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>bayescore demo</title>"
+        f"<style>{_STYLE}</style></head><body><h1>bayescore {bayescore.__version__} demo"
+        f"</h1>\n" + "\n".join(body) + "</body></html>"
+    )
     index = out / "index.html"
     index.write_text(page)
     return index

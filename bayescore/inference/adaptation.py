@@ -87,8 +87,9 @@ def window_adaptation(
             mass_state.inverse_mass_matrix,
         )
 
-    def update(state: WindowAdaptationState, position: Any,
-               acceptance_rate: Array) -> WindowAdaptationState:
+    def update(
+        state: WindowAdaptationState, position: Any, acceptance_rate: Array
+    ) -> WindowAdaptationState:
         if schedule.shape[0] == 0:
             return state
         stage, window_end = schedule[jnp.minimum(state.step, schedule.shape[0] - 1)]
@@ -106,7 +107,9 @@ def window_adaptation(
             return step_size_init(step_size_final(step_state)), mass
 
         step_size_state, mass_state = jax.lax.cond(
-            window_end.astype(bool), close_window, lambda carry: carry,
+            window_end.astype(bool),
+            close_window,
+            lambda carry: carry,
             (step_size_state, mass_state),
         )
         return WindowAdaptationState(

@@ -83,10 +83,20 @@ class NUTS(eqx.Module):
     def _transition(self) -> Any:
         return blackjax.nuts.build_kernel(divergence_threshold=self.divergence_threshold)
 
-    def _step(self, target: Any, key: PRNGKeyArray, state: Any, step_size: Array,
-              inverse_mass_matrix: Array) -> tuple[Any, NUTSInfo]:
+    def _step(
+        self,
+        target: Any,
+        key: PRNGKeyArray,
+        state: Any,
+        step_size: Array,
+        inverse_mass_matrix: Array,
+    ) -> tuple[Any, NUTSInfo]:
         state, info = self._transition()(
-            key, state, target.logdensity, step_size, inverse_mass_matrix,
+            key,
+            state,
+            target.logdensity,
+            step_size,
+            inverse_mass_matrix,
             max_num_doublings=self.max_num_doublings,
         )
         return state, NUTSInfo(
@@ -100,7 +110,8 @@ class NUTS(eqx.Module):
 
     def warmup(self, target: Any, num_warmup: int) -> Kernel:
         init_adaptation, update_adaptation, _ = window_adaptation(
-            num_warmup, dense_mass=self.dense_mass,
+            num_warmup,
+            dense_mass=self.dense_mass,
             target_acceptance_rate=self.target_acceptance_rate,
         )
 
@@ -112,8 +123,9 @@ class NUTS(eqx.Module):
 
         def step(key: PRNGKeyArray, state: NUTSWarmupState) -> tuple[NUTSWarmupState, NUTSInfo]:
             adaptation = state.adaptation
-            chain, info = self._step(target, key, state.chain, adaptation.step_size,
-                                     adaptation.inverse_mass_matrix)
+            chain, info = self._step(
+                target, key, state.chain, adaptation.step_size, adaptation.inverse_mass_matrix
+            )
             adaptation = update_adaptation(adaptation, chain.position, info.acceptance_rate)
             return NUTSWarmupState(chain, adaptation), info
 
@@ -128,8 +140,9 @@ class NUTS(eqx.Module):
             return blackjax.nuts.init(position, target.logdensity)
 
         def step(key: PRNGKeyArray, state: Any) -> tuple[Any, NUTSInfo]:
-            return self._step(target, key, state, parameters.step_size,
-                              parameters.inverse_mass_matrix)
+            return self._step(
+                target, key, state, parameters.step_size, parameters.inverse_mass_matrix
+            )
 
         return Kernel(init, step)
 
@@ -157,5 +170,10 @@ def nuts(
     if not initial_step_size > 0.0:
         raise ArgumentError(f"initial_step_size must be positive, got {initial_step_size}.")
     check_positive_int("max_num_doublings", max_num_doublings)
-    return NUTS(float(initial_step_size), float(target_acceptance_rate), int(max_num_doublings),
-                bool(dense_mass), float(divergence_threshold))
+    return NUTS(
+        float(initial_step_size),
+        float(target_acceptance_rate),
+        int(max_num_doublings),
+        bool(dense_mass),
+        float(divergence_threshold),
+    )

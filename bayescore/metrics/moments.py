@@ -68,8 +68,9 @@ def mean_zscores(draws: np.ndarray, exact_mean: np.ndarray) -> np.ndarray:
     return (draws.mean(axis=(0, 1)) - exact_mean) / mcse_mean(draws)
 
 
-def covariance_zscores(draws: np.ndarray, exact_mean: np.ndarray,
-                       exact_covariance: np.ndarray) -> np.ndarray:
+def covariance_zscores(
+    draws: np.ndarray, exact_mean: np.ndarray, exact_covariance: np.ndarray
+) -> np.ndarray:
     """z-scores of every second central moment around the exact mean, ``(dim, dim)``.
 
     Example:

@@ -29,8 +29,15 @@ TARGET = bc.Target.from_logdensity(gaussian, {"x": jnp.zeros(2)})
 
 def test_blackjax_algorithm_plugs_in_unchanged_and_is_exact():
     mala = blackjax.mala(TARGET.logdensity, step_size=0.5)
-    result = bc.sample(mala, TARGET, num_samples=4000, num_warmup=500, num_chains=4,
-                       key=jax.random.key(0), progress=False)
+    result = bc.sample(
+        mala,
+        TARGET,
+        num_samples=4000,
+        num_warmup=500,
+        num_chains=4,
+        key=jax.random.key(0),
+        progress=False,
+    )
     draws = np.asarray(result.positions["x"])
     assert draws.shape == (4, 4000, 2)
     # MALA is exact: moments within 4 ESS-based Monte Carlo standard errors.
@@ -38,8 +45,12 @@ def test_blackjax_algorithm_plugs_in_unchanged_and_is_exact():
     assert np.all(np.abs(covariance_zscores(draws, MEAN, COVARIANCE)) < 4)
     assert set(result.stats) == {"lp", "acceptance_rate", "is_accepted"}
     assert 0.3 < float(result.stats["acceptance_rate"].mean()) < 1.0
-    np.testing.assert_allclose(result.stats["lp"], jax.vmap(jax.vmap(TARGET.logdensity))(
-        result.positions), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        result.stats["lp"],
+        jax.vmap(jax.vmap(TARGET.logdensity))(result.positions),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_hand_written_kernel_with_position_only_init():
@@ -48,18 +59,27 @@ def test_hand_written_kernel_with_position_only_init():
 
     def step(key, state):
         return blackjax.additive_step_random_walk(
-            TARGET.logdensity, blackjax.mcmc.random_walk.normal(jnp.full(2, 1.5))).step(key, state)
+            TARGET.logdensity, blackjax.mcmc.random_walk.normal(jnp.full(2, 1.5))
+        ).step(key, state)
 
-    result = bc.sample(Kernel(init, step), TARGET, num_samples=5000, num_warmup=500,
-                       num_chains=4, key=1, progress=False)
+    result = bc.sample(
+        Kernel(init, step),
+        TARGET,
+        num_samples=5000,
+        num_warmup=500,
+        num_chains=4,
+        key=1,
+        progress=False,
+    )
     draws = np.asarray(result.positions["x"])
     assert np.all(np.abs(mean_zscores(draws, MEAN)) < 4)
 
 
 def test_same_key_same_draws_and_different_key_different_draws():
     method = bc.inference.nuts()
-    run = lambda key: bc.sample(method, TARGET, num_samples=50, num_warmup=50, num_chains=2,
-                                key=key, progress=False).positions["x"]
+    run = lambda key: bc.sample(
+        method, TARGET, num_samples=50, num_warmup=50, num_chains=2, key=key, progress=False
+    ).positions["x"]
     first, again, other = run(jax.random.key(3)), run(jax.random.key(3)), run(jax.random.key(4))
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
@@ -67,10 +87,12 @@ def test_same_key_same_draws_and_different_key_different_draws():
 
 def test_thinning_keeps_num_samples_and_lowers_autocorrelation():
     mala = blackjax.mala(TARGET.logdensity, step_size=0.1)
-    plain = bc.sample(mala, TARGET, num_samples=2000, num_warmup=200, num_chains=2, key=0,
-                      progress=False).to_arviz()
-    thinned = bc.sample(mala, TARGET, num_samples=2000, num_warmup=200, num_chains=2, key=0,
-                        thin=10, progress=False).to_arviz()
+    plain = bc.sample(
+        mala, TARGET, num_samples=2000, num_warmup=200, num_chains=2, key=0, progress=False
+    ).to_arviz()
+    thinned = bc.sample(
+        mala, TARGET, num_samples=2000, num_warmup=200, num_chains=2, key=0, thin=10, progress=False
+    ).to_arviz()
     assert thinned.posterior.sizes["draw"] == 2000
     import arviz as az
 
@@ -82,23 +104,51 @@ def test_thinning_keeps_num_samples_and_lowers_autocorrelation():
 
 
 def test_progress_bar_reaches_total(capsys):
-    bc.sample(bc.inference.nuts(), TARGET, num_samples=30, num_warmup=20, num_chains=2, key=0,
-              progress=True)
+    bc.sample(
+        bc.inference.nuts(),
+        TARGET,
+        num_samples=30,
+        num_warmup=20,
+        num_chains=2,
+        key=0,
+        progress=True,
+    )
     err = capsys.readouterr().err
     assert "50/50" in err and "NUTS" in err
 
 
 def test_progress_off_prints_nothing(capsys):
-    bc.sample(bc.inference.nuts(), TARGET, num_samples=30, num_warmup=20, num_chains=2, key=0,
-              progress=False)
+    bc.sample(
+        bc.inference.nuts(),
+        TARGET,
+        num_samples=30,
+        num_warmup=20,
+        num_chains=2,
+        key=0,
+        progress=False,
+    )
     assert capsys.readouterr().err == ""
 
 
 def test_integer_seed_is_the_same_as_its_key():
-    a = bc.sample(bc.inference.nuts(), TARGET, num_samples=20, num_warmup=20, num_chains=1,
-                  key=7, progress=False).positions["x"]
-    b = bc.sample(bc.inference.nuts(), TARGET, num_samples=20, num_warmup=20, num_chains=1,
-                  key=jax.random.key(7), progress=False).positions["x"]
+    a = bc.sample(
+        bc.inference.nuts(),
+        TARGET,
+        num_samples=20,
+        num_warmup=20,
+        num_chains=1,
+        key=7,
+        progress=False,
+    ).positions["x"]
+    b = bc.sample(
+        bc.inference.nuts(),
+        TARGET,
+        num_samples=20,
+        num_warmup=20,
+        num_chains=1,
+        key=jax.random.key(7),
+        progress=False,
+    ).positions["x"]
     np.testing.assert_array_equal(a, b)
 
 
@@ -161,9 +211,15 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 
 
 def test_chains_sharded_over_four_devices_equal_single_device_run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    completed = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], env=env,
-                               capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", MULTI_DEVICE_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "MULTI-DEVICE OK" in completed.stdout

@@ -30,8 +30,7 @@ def test_discrete_latent_site_with_gradient_method():
     target = bc.Target.from_numpyro(mixture, jnp.array([-1.0, 0.5, 3.0]))
     assert target.discrete_sites == ("component",)
     with pytest.raises(DiscreteLatentError, match="'component'") as error:
-        bc.sample(bc.inference.nuts(), target, num_samples=10, num_warmup=10, key=0,
-                  progress=False)
+        bc.sample(bc.inference.nuts(), target, num_samples=10, num_warmup=10, key=0, progress=False)
     assert isinstance(error.value, bc.BayescoreError)
 
 
@@ -100,38 +99,65 @@ def test_non_finite_initial_density_from_init_params():
 
     target = bc.Target.from_numpyro(model, jnp.array([0.3]))
     with pytest.raises(InitializationError, match="outside the support of site 'scale'"):
-        bc.sample(bc.inference.nuts(), target, num_samples=5, num_warmup=5, num_chains=1,
-                  key=0, progress=False, init_params={"scale": -1.0})
+        bc.sample(
+            bc.inference.nuts(),
+            target,
+            num_samples=5,
+            num_warmup=5,
+            num_chains=1,
+            key=0,
+            progress=False,
+            init_params={"scale": -1.0},
+        )
 
 
 def test_non_finite_initial_density_everywhere():
     target = bc.Target.from_logdensity(lambda p: jnp.log(-jnp.abs(p["x"]) - 1), {"x": 0.0})
     with pytest.raises(InitializationError, match="no finite starting point"):
-        bc.sample(blackjax.mala(target.logdensity, 0.1), target, num_samples=5, num_warmup=0,
-                  key=0, progress=False)
+        bc.sample(
+            blackjax.mala(target.logdensity, 0.1),
+            target,
+            num_samples=5,
+            num_warmup=0,
+            key=0,
+            progress=False,
+        )
 
 
 def test_init_params_with_wrong_shape():
     target = bc.Target.from_numpyro(regression, jnp.ones(3), jnp.ones(3))
     with pytest.raises(ArgumentError, match="num_chains=4"):
-        bc.sample(bc.inference.nuts(), target, num_samples=5, num_warmup=5, num_chains=4,
-                  key=0, progress=False, init_params={"w": jnp.zeros((3,))})
+        bc.sample(
+            bc.inference.nuts(),
+            target,
+            num_samples=5,
+            num_warmup=5,
+            num_chains=4,
+            key=0,
+            progress=False,
+            init_params={"w": jnp.zeros((3,))},
+        )
 
 
 @pytest.mark.parametrize(
     ("argument", "value"),
-    [("num_samples", 0), ("num_chains", -1), ("num_warmup", -5), ("thin", 1.5),
-     ("num_samples", True)],
+    [
+        ("num_samples", 0),
+        ("num_chains", -1),
+        ("num_warmup", -5),
+        ("thin", 1.5),
+        ("num_samples", True),
+    ],
 )
 def test_invalid_sizes_name_the_argument(argument, value):
-    target = bc.Target.from_logdensity(lambda p: -p["x"] ** 2, {"x": 0.0})
+    target = bc.Target.from_logdensity(lambda p: -(p["x"] ** 2), {"x": 0.0})
     kwargs = {"num_samples": 5, "num_warmup": 5, "num_chains": 1, argument: value}
     with pytest.raises(ArgumentError, match=argument):
         bc.sample(bc.inference.nuts(), target, key=0, progress=False, **kwargs)
 
 
 def test_invalid_key_method_and_target():
-    target = bc.Target.from_logdensity(lambda p: -p["x"] ** 2, {"x": 0.0})
+    target = bc.Target.from_logdensity(lambda p: -(p["x"] ** 2), {"x": 0.0})
     with pytest.raises(ArgumentError, match="key"):
         bc.sample(bc.inference.nuts(), target, key="seed", progress=False)
     with pytest.raises(ArgumentError, match="method"):
@@ -143,12 +169,13 @@ def test_invalid_key_method_and_target():
 
 
 def test_devices_that_do_not_divide_the_chains():
-    target = bc.Target.from_logdensity(lambda p: -p["x"] ** 2, {"x": 0.0})
+    target = bc.Target.from_logdensity(lambda p: -(p["x"] ** 2), {"x": 0.0})
     with pytest.raises(ArgumentError, match="devices"):
-        bc.sample(bc.inference.nuts(), target, key=0, progress=False,
-                  devices=len(jax.devices()) + 1)
+        bc.sample(
+            bc.inference.nuts(), target, key=0, progress=False, devices=len(jax.devices()) + 1
+        )
 
 
 def test_log_density_that_does_not_return_a_scalar():
     with pytest.raises(ShapeError, match="scalar"):
-        bc.Target.from_logdensity(lambda p: -p["x"] ** 2, {"x": jnp.zeros(3)})
+        bc.Target.from_logdensity(lambda p: -(p["x"] ** 2), {"x": jnp.zeros(3)})

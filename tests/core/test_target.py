@@ -33,8 +33,11 @@ def lkj_normal(y):
     cholesky = numpyro.sample("cholesky", dist.LKJCholesky(dim, 2.0))
     scale = numpyro.sample("scale", dist.LogNormal(0.0, 1.0).expand([dim]).to_event(1))
     with numpyro.plate("obs_id", y.shape[0]):
-        numpyro.sample("y", dist.MultivariateNormal(jnp.zeros(dim),
-                                                    scale_tril=scale[:, None] * cholesky), obs=y)
+        numpyro.sample(
+            "y",
+            dist.MultivariateNormal(jnp.zeros(dim), scale_tril=scale[:, None] * cholesky),
+            obs=y,
+        )
 
 
 def beta_binomial(trials, successes):
@@ -64,12 +67,17 @@ Y = (X @ np.array([1.0, -0.5, 0.25]) + 0.3 * rng.normal(size=64)).astype(np.floa
 MODELS = {
     "eight_schools": (eight_schools, (8, SCHOOL_SIGMAS), {"y": SCHOOL_EFFECTS}),
     "linear_regression": (linear_regression, (X,), {"y": Y}),
-    "dirichlet_multinomial": (dirichlet_multinomial,
-                              (jnp.asarray(rng.multinomial(20, [0.2, 0.3, 0.5], size=5),
-                                           jnp.float32),), {}),
+    "dirichlet_multinomial": (
+        dirichlet_multinomial,
+        (jnp.asarray(rng.multinomial(20, [0.2, 0.3, 0.5], size=5), jnp.float32),),
+        {},
+    ),
     "lkj_normal": (lkj_normal, (jnp.asarray(rng.normal(size=(10, 3)), jnp.float32),), {}),
-    "beta_binomial": (beta_binomial, (jnp.array([10.0, 12.0, 8.0]), jnp.array([3.0, 7.0, 2.0])),
-                      {}),
+    "beta_binomial": (
+        beta_binomial,
+        (jnp.array([10.0, 12.0, 8.0]), jnp.array([3.0, 7.0, 2.0])),
+        {},
+    ),
 }
 
 
@@ -79,9 +87,10 @@ def test_logdensity_equals_negated_numpyro_potential_energy(name):
     target = bc.Target.from_numpyro(model, *args, **kwargs)
     info = initialize_model(jax.random.key(0), model, model_args=args, model_kwargs=kwargs)
     for seed in range(3):
-        params = jax.tree.map(lambda leaf: leaf + jax.random.normal(jax.random.key(seed),
-                                                                    leaf.shape),
-                              info.param_info.z)
+        noise_key = jax.random.key(seed)
+        params = jax.tree.map(
+            lambda leaf, k=noise_key: leaf + jax.random.normal(k, leaf.shape), info.param_info.z
+        )
         ours = target.logdensity(params)
         theirs = -info.potential_fn(params)
         np.testing.assert_allclose(ours, theirs, rtol=1e-5)
@@ -98,8 +107,9 @@ def test_subsampled_model_full_density_matches_unsubsampled_model():
     np.testing.assert_allclose(target.logdensity(params), reference.logdensity(params), rtol=1e-6)
     assert target.num_data == 64 and target.batch_size == 16
     everything = {"data": jnp.arange(64)}
-    np.testing.assert_allclose(target.logdensity_subsample(params, everything),
-                               reference.logdensity(params), rtol=1e-6)
+    np.testing.assert_allclose(
+        target.logdensity_subsample(params, everything), reference.logdensity(params), rtol=1e-6
+    )
 
 
 def test_minibatch_estimate_is_unbiased_for_density_and_gradient():
@@ -129,8 +139,9 @@ def test_subsample_indices_are_distinct_and_in_range():
 
 
 def test_site_metadata_names_plates_and_unconstrained_shapes():
-    target = bc.Target.from_numpyro(*MODELS["eight_schools"][:1], 8, SCHOOL_SIGMAS,
-                                    y=SCHOOL_EFFECTS)
+    target = bc.Target.from_numpyro(
+        *MODELS["eight_schools"][:1], 8, SCHOOL_SIGMAS, y=SCHOOL_EFFECTS
+    )
     dims = target.site_dims()
     assert dims["theta_tilde"] == ["school"] and dims["theta"] == ["school"]
     assert dims["obs"] == ["school"] and dims["mu"] == []
@@ -148,8 +159,9 @@ def test_constrain_and_unconstrain_are_inverse():
     params = target.init(jax.random.key(1), num_chains=1)
     params = jax.tree.map(lambda leaf: leaf[0], params)
     constrained = target.constrain(params)
-    np.testing.assert_allclose(jnp.diag(constrained["cholesky"] @ constrained["cholesky"].T),
-                               jnp.ones(3), rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.diag(constrained["cholesky"] @ constrained["cholesky"].T), jnp.ones(3), rtol=1e-5
+    )
     back = target.unconstrain(constrained)
     for site in params:
         np.testing.assert_allclose(back[site], params[site], rtol=1e-4, atol=1e-5)
@@ -166,7 +178,8 @@ def test_init_gives_finite_density_for_every_chain():
 def test_init_retries_non_finite_region():
     # Half of [-2, 2] has density zero: redraws find the other half.
     target = bc.Target.from_logdensity(
-        lambda p: jnp.where(p["x"] > 1.0, -0.5 * p["x"] ** 2, -jnp.inf), {"x": 0.0})
+        lambda p: jnp.where(p["x"] > 1.0, -0.5 * p["x"] ** 2, -jnp.inf), {"x": 0.0}
+    )
     params = target.init(jax.random.key(0), num_chains=16)
     assert np.all(np.asarray(params["x"]) > 1.0)
 
