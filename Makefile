@@ -31,11 +31,11 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/bayescore bench $(BENCH_ARGS)
 
 docs: $(VENV)/.installed-docs
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check bayescore tests benchmarks examples
-	$(BIN)/ruff format --check bayescore tests benchmarks examples
+	$(BIN)/ruff check bayescore tests benchmarks examples docs/_ext
+	$(BIN)/ruff format --check bayescore tests benchmarks examples docs/_ext
 
 clean:
 	rm -rf $(VENV) site bayescore-demo

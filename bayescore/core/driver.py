@@ -4,7 +4,10 @@ The driver owns every loop. Per chain it runs ``num_warmup`` steps of the method
 kernel, tunes, then ``num_samples * thin`` steps of the tuned kernel, all inside ``lax.scan``;
 chains are ``vmap``-ped on one device, or split over several devices with ``shard_map`` when
 ``devices`` asks for it. Chain ``c`` at step ``t`` uses the key ``fold_in(chain_key[c], t)``,
-so draws do not depend on how chains are placed on devices. A progress bar is updated from a
+so the key stream does not depend on how chains are placed on devices: a fixed kernel
+(MALA, unadapted NUTS) gives the same draws on one device or several. Adapted runs agree in
+distribution only, because XLA may round differently at different ``vmap`` widths and step-size
+adaptation amplifies the last bit. A progress bar is updated from a
 host callback every few steps; nothing else leaves the device until the run ends.
 
 Compiled programs are cached on the (method, target structure, sizes) so a second call with
@@ -108,11 +111,12 @@ def sample(
     key = as_key(key)
     mesh = chain_mesh(devices, num_chains)
 
-    init_key, warmup_key, sample_key = jax.random.split(key, 3)
+    init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
     if init_params is None:
         positions = target.init(init_key, num_chains)
     else:
         positions = _initial_positions(target, init_params, num_chains)
+    state_keys = jax.random.split(state_key, num_chains)
     warmup_keys = jax.random.split(warmup_key, num_chains)
     sample_keys = jax.random.split(sample_key, num_chains)
 
@@ -124,7 +128,7 @@ def sample(
             target,
             warmup_keys,
             positions,
-            warmup_keys,
+            state_keys,
         )
         phase = _Phase(method, num_warmup, num_samples, thin, bar.every, mesh)
         parameters, draws, stats = _draw(phase, target, sample_keys, states)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -519,7 +520,9 @@ class Target(eqx.Module):
         for name, site in model_trace.items():
             if site["type"] != "sample":
                 continue
-            log_prob = jnp.sum(site["fn"].log_prob(site["value"]))
+            with warnings.catch_warnings():  # out-of-support values are what we look for
+                warnings.simplefilter("ignore")
+                log_prob = jnp.sum(site["fn"].log_prob(site["value"]))
             if not bool(jnp.isfinite(log_prob)):
                 bad.append(f"'{name}' (log prob {float(log_prob)})")
         if bad:
