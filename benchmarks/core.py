@@ -140,6 +140,7 @@ from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import potential_energy
 
 import bayescore as bc
+from bayescore.core.driver import run_keys
 
 NUM_CHAINS = 4
 SEED = 20240601
@@ -567,9 +568,8 @@ def bayescore_warmup_steps(
     method: Any, problem: Problem, key: PRNGKeyArray, num_warmup: int, parameters: Any
 ) -> tuple[Array, bool]:
     """bayescore's warmup leapfrog counts (chain, step) from the replay; is the replay exact?"""
-    init_key, warmup_key, _ = jax.random.split(key, 3)
+    init_key, _, chain_keys, _ = run_keys(key, NUM_CHAINS)
     positions = problem.target.init(init_key, NUM_CHAINS)
-    chain_keys = jax.random.split(warmup_key, NUM_CHAINS)
     replayed, n_steps = replay_bayescore_warmup(
         method, problem.target, positions, chain_keys, num_warmup
     )
@@ -757,16 +757,14 @@ def run_phases(problem: Problem, sizes: Sizes, parameters: Any) -> list[dict[str
     ``parameters`` are ``bc.sample``'s tuned parameters, to check both reproduce its run.
     """
     method = bc.inference.nuts()
-    init_key, warmup_key, sample_key = jax.random.split(jax.random.key(SEED), 3)
+    init_key, state_keys, warmup_keys, sample_keys = run_keys(jax.random.key(SEED), NUM_CHAINS)
     positions = problem.target.init(init_key, NUM_CHAINS)
-    warmup_keys = jax.random.split(warmup_key, NUM_CHAINS)
-    sample_keys = jax.random.split(sample_key, NUM_CHAINS)
     try:
         from bayescore.core.driver import _draw, _Phase, _warmup
 
         warmup_phase = _Phase(method, sizes.num_warmup, sizes.num_warmup, 1, 0, None)
         sampling_phase = _Phase(method, sizes.num_warmup, sizes.num_samples, 1, 0, None)
-        states = _warmup(warmup_phase, problem.target, warmup_keys, positions, warmup_keys)
+        states = _warmup(warmup_phase, problem.target, warmup_keys, positions, state_keys)
         tuned, _, _ = _draw(sampling_phase, problem.target, sample_keys, states)
         chain_states = states.chain
     except (ImportError, AttributeError, TypeError, ValueError) as error:  # private API moved
@@ -779,7 +777,7 @@ def run_phases(problem: Problem, sizes: Sizes, parameters: Any) -> list[dict[str
     timings = measure(
         {
             "bayescore": lambda: _warmup(
-                warmup_phase, problem.target, warmup_keys, positions, warmup_keys
+                warmup_phase, problem.target, warmup_keys, positions, state_keys
             ),
             "hand-written": lambda: replay_bayescore_warmup(
                 method, problem.target, positions, warmup_keys, sizes.num_warmup

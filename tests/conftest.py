@@ -21,3 +21,37 @@ def eight_schools(num_schools, sigma, y=None):
 @pytest.fixture
 def schools():
     return eight_schools, (len(SCHOOL_EFFECTS), SCHOOL_SIGMAS), {"y": SCHOOL_EFFECTS}
+
+
+class LinearRegression:
+    """Bayesian linear regression with known noise: the posterior is Gaussian in closed form.
+
+    ``weights ~ N(0, p² I)``, ``y ~ N(X w, s²)``; posterior ``N(m, S)`` with
+    ``S = (XᵀX/s² + I/p²)⁻¹`` and ``m = S Xᵀy/s²``.
+    """
+
+    noise = 0.5
+    prior_scale = 2.0
+
+    def __init__(self, num_data=40, seed=42):
+        rng = np.random.default_rng(seed)
+        self.x = rng.normal(size=(num_data, 3)).astype(np.float32)
+        noise = self.noise * rng.normal(size=num_data)
+        self.y = (self.x @ np.array([1.0, -1.0, 0.5]) + noise).astype(np.float32)
+
+    def model(self, x, y):
+        weights = numpyro.sample(
+            "weights", dist.Normal(0.0, self.prior_scale).expand([x.shape[1]]).to_event(1)
+        )
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(x @ weights, self.noise), obs=y)
+
+    def posterior(self):
+        x, y = self.x.astype(np.float64), self.y.astype(np.float64)
+        covariance = np.linalg.inv(x.T @ x / self.noise**2 + np.eye(3) / self.prior_scale**2)
+        return covariance @ x.T @ y / self.noise**2, covariance
+
+
+@pytest.fixture
+def linear_regression():
+    return LinearRegression()

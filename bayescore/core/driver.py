@@ -111,14 +111,11 @@ def sample(
     key = as_key(key)
     mesh = chain_mesh(devices, num_chains)
 
-    init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
+    init_key, state_keys, warmup_keys, sample_keys = run_keys(key, num_chains)
     if init_params is None:
         positions = target.init(init_key, num_chains)
     else:
         positions = _initial_positions(target, init_params, num_chains)
-    state_keys = jax.random.split(state_key, num_chains)
-    warmup_keys = jax.random.split(warmup_key, num_chains)
-    sample_keys = jax.random.split(sample_key, num_chains)
 
     name = getattr(method, "name", type(method).__name__)
     bar = ProgressBar(num_warmup + num_samples * thin, enabled=progress, description=name)
@@ -292,6 +289,29 @@ def _draw(phase: _Phase, target: Target, chain_keys: Array, warmup_states: Any) 
         return parameters, draws, stats
 
     return _over_chains(phase, run, target, chain_keys, warmup_states)
+
+
+def run_keys(key: PRNGKeyArray, num_chains: int) -> tuple[Array, Array, Array, Array]:
+    """The keys of one ``bc.sample`` run: ``(init_key, state_keys, warmup_keys, sample_keys)``.
+
+    ``init_key`` draws the initial positions; the others are per chain, shape ``(num_chains,)``:
+    ``state_keys`` for the kernels' ``init``, ``warmup_keys`` and ``sample_keys`` are the chain
+    keys of the two phases (step ``t`` uses ``fold_in(chain_key, t)``). Exposed so that
+    benchmarks and tests can replay a run by hand.
+
+    Example:
+        >>> import jax
+        >>> from bayescore.core.driver import run_keys
+        >>> [k.shape for k in run_keys(jax.random.key(0), 4)]
+        [(), (4,), (4,), (4,)]
+    """
+    init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
+    return (
+        init_key,
+        jax.random.split(state_key, num_chains),
+        jax.random.split(warmup_key, num_chains),
+        jax.random.split(sample_key, num_chains),
+    )
 
 
 def sample_stats(target: Target, state: Any, info: Any) -> dict[str, Array]:

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import operator
 
 
@@ -65,3 +66,30 @@ def check_positive_int(name: str, value: object, *, allow_zero: bool = False) ->
             f"{name} must be a {kind} integer, got {value!r}. Pass {name}={smallest} or more."
         )
     return as_int
+
+
+def check_positive_float(
+    name: str, value: object, *, allow_zero: bool = False, hint: str = ""
+) -> float:
+    """Return ``value`` as a finite positive ``float`` or raise :class:`ArgumentError`.
+
+    Example:
+        >>> check_positive_float("step_size", 0.1)
+        0.1
+        >>> check_positive_float("step_size", -1.0)
+        Traceback (most recent call last):
+        ...
+        bayescore.core.errors.ArgumentError: step_size must be a finite positive number, got -1.0.
+    """
+    try:
+        as_float = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        as_float = math.nan
+    if isinstance(value, bool) or not math.isfinite(as_float) or as_float < 0.0:
+        as_float = math.nan
+    if math.isnan(as_float) or (as_float == 0.0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ArgumentError(
+            f"{name} must be a finite {kind} number, got {value!r}." + (f" {hint}" if hint else "")
+        )
+    return as_float

@@ -1,5 +1,17 @@
 """Inference backends. Each is a Method or Kernel that ``bc.sample`` runs on any Target."""
 
+from bayescore.inference.langevin import MALA, MALT, ULA, Underdamped, mala, malt, ula, underdamped
 from bayescore.inference.nuts import NUTS, nuts
 
-__all__ = ["NUTS", "nuts"]
+__all__ = [
+    "MALA",
+    "MALT",
+    "NUTS",
+    "ULA",
+    "Underdamped",
+    "mala",
+    "malt",
+    "nuts",
+    "ula",
+    "underdamped",
+]

@@ -21,13 +21,14 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import blackjax
-import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from bayescore.core.errors import ArgumentError, check_positive_int
-from bayescore.core.kernel import Kernel
-from bayescore.inference.adaptation import WindowAdaptationState, window_adaptation
+from bayescore.inference.adaptation import AdaptedParameters, WindowAdapted
+from bayescore.inference.checks import check_sampler_arguments
+
+# Kept under its old name: NUTS's tuned parameters are the generic ones.
+NUTSParameters = AdaptedParameters
 
 
 class NUTSInfo(NamedTuple):
@@ -41,62 +42,44 @@ class NUTSInfo(NamedTuple):
     step_size: Array
 
 
-class NUTSParameters(NamedTuple):
-    """What warmup tunes: the step size and the inverse mass matrix (flattened positions)."""
-
-    step_size: Array
-    inverse_mass_matrix: Array
-
-
-class NUTSWarmupState(NamedTuple):
-    """Chain state and adaptation state during warmup."""
-
-    chain: blackjax.mcmc.hmc.HMCState
-    adaptation: WindowAdaptationState
-
-    @property
-    def position(self) -> Any:
-        return self.chain.position
-
-    @property
-    def logdensity(self) -> Array:
-        return self.chain.logdensity
-
-
-class NUTS(eqx.Module):
+class NUTS(WindowAdapted):
     """No-U-Turn sampler with windowed adaptation (see the module docstring).
 
     Attributes:
-        initial_step_size: step size at the start of warmup.
+        step_size: initial step size (the fixed one with ``adapt_step_size=False``).
+        adapt_step_size: dual-average the step size during warmup.
+        adapt_mass_matrix: estimate the inverse mass matrix during warmup.
+        dense_mass: adapt a dense inverse mass matrix instead of a diagonal one.
+        inverse_mass_matrix: initial (or fixed) inverse mass matrix; ``None`` is the identity.
         target_acceptance_rate: dual averaging's target mean acceptance rate.
         max_num_doublings: maximal tree depth.
-        dense_mass: adapt a dense inverse mass matrix instead of a diagonal one.
         divergence_threshold: energy error above which a transition counts as divergent.
     """
 
-    initial_step_size: float = 1.0
+    step_size: float = 1.0
+    adapt_step_size: bool = True
+    adapt_mass_matrix: bool = True
+    dense_mass: bool = False
+    inverse_mass_matrix: Any = None
     target_acceptance_rate: float = 0.8
     max_num_doublings: int = 10
-    dense_mass: bool = False
     divergence_threshold: float = 1000.0
 
-    def _transition(self) -> Any:
-        return blackjax.nuts.build_kernel(divergence_threshold=self.divergence_threshold)
+    def init_chain(
+        self, target: Any, position: Any, key: PRNGKeyArray | None, parameters: Any
+    ) -> blackjax.mcmc.hmc.HMCState:
+        return blackjax.nuts.init(position, target.logdensity)
 
-    def _step(
-        self,
-        target: Any,
-        key: PRNGKeyArray,
-        state: Any,
-        step_size: Array,
-        inverse_mass_matrix: Array,
+    def transition(
+        self, target: Any, key: PRNGKeyArray, state: Any, parameters: AdaptedParameters
     ) -> tuple[Any, NUTSInfo]:
-        state, info = self._transition()(
+        kernel = blackjax.nuts.build_kernel(divergence_threshold=self.divergence_threshold)
+        state, info = kernel(
             key,
             state,
             target.logdensity,
-            step_size,
-            inverse_mass_matrix,
+            parameters.step_size,
+            parameters.inverse_mass_matrix,
             max_num_doublings=self.max_num_doublings,
         )
         return state, NUTSInfo(
@@ -105,75 +88,46 @@ class NUTS(eqx.Module):
             info.num_integration_steps,
             info.num_trajectory_expansions,
             info.energy,
-            jnp.asarray(step_size),
+            jnp.asarray(parameters.step_size),
         )
-
-    def warmup(self, target: Any, num_warmup: int) -> Kernel:
-        init_adaptation, update_adaptation, _ = window_adaptation(
-            num_warmup,
-            dense_mass=self.dense_mass,
-            target_acceptance_rate=self.target_acceptance_rate,
-        )
-
-        def init(position: Any, key: PRNGKeyArray | None = None) -> NUTSWarmupState:
-            return NUTSWarmupState(
-                blackjax.nuts.init(position, target.logdensity),
-                init_adaptation(position, self.initial_step_size),
-            )
-
-        def step(key: PRNGKeyArray, state: NUTSWarmupState) -> tuple[NUTSWarmupState, NUTSInfo]:
-            adaptation = state.adaptation
-            chain, info = self._step(
-                target, key, state.chain, adaptation.step_size, adaptation.inverse_mass_matrix
-            )
-            adaptation = update_adaptation(adaptation, chain.position, info.acceptance_rate)
-            return NUTSWarmupState(chain, adaptation), info
-
-        return Kernel(init, step)
-
-    def tune(self, target: Any, warmup_state: NUTSWarmupState) -> tuple[NUTSParameters, Any]:
-        _, _, final = window_adaptation(1, dense_mass=self.dense_mass)
-        return NUTSParameters(*final(warmup_state.adaptation)), warmup_state.chain
-
-    def kernel(self, target: Any, parameters: NUTSParameters) -> Kernel:
-        def init(position: Any, key: PRNGKeyArray | None = None) -> Any:
-            return blackjax.nuts.init(position, target.logdensity)
-
-        def step(key: PRNGKeyArray, state: Any) -> tuple[Any, NUTSInfo]:
-            return self._step(
-                target, key, state, parameters.step_size, parameters.inverse_mass_matrix
-            )
-
-        return Kernel(init, step)
 
 
 def nuts(
     *,
-    initial_step_size: float = 1.0,
+    step_size: float = 1.0,
+    adapt_step_size: bool = True,
+    adapt_mass_matrix: bool = True,
+    dense_mass: bool = False,
+    inverse_mass_matrix: Any = None,
     target_acceptance_rate: float = 0.8,
     max_num_doublings: int = 10,
-    dense_mass: bool = False,
     divergence_threshold: float = 1000.0,
 ) -> NUTS:
     """The reference NUTS sampler for ``bc.sample`` (BlackJAX kernel, Stan's warmup).
+
+    Arguments are named as in ``numpyro.infer.NUTS``; see :class:`NUTS`.
+
+    Raises:
+        ArgumentError: a non-positive step size, a target acceptance rate outside (0, 1), a
+            non-positive tree depth.
 
     Example:
         >>> import bayescore as bc
         >>> bc.inference.nuts(target_acceptance_rate=0.9).target_acceptance_rate
         0.9
     """
-    if not 0.0 < target_acceptance_rate < 1.0:
-        raise ArgumentError(
-            f"target_acceptance_rate must lie in (0, 1), got {target_acceptance_rate}. "
-            "0.8 is the usual choice; raise it towards 0.95 if there are divergences."
-        )
-    if not initial_step_size > 0.0:
-        raise ArgumentError(f"initial_step_size must be positive, got {initial_step_size}.")
-    check_positive_int("max_num_doublings", max_num_doublings)
+    from bayescore.core.errors import check_positive_int
+
+    arguments = check_sampler_arguments(
+        step_size=step_size,
+        target_acceptance_rate=target_acceptance_rate,
+        inverse_mass_matrix=inverse_mass_matrix,
+        dense_mass=dense_mass,
+        divergence_threshold=divergence_threshold,
+    )
     return NUTS(
-        float(initial_step_size),
-        float(target_acceptance_rate),
-        int(max_num_doublings),
-        bool(dense_mass),
-        float(divergence_threshold),
+        adapt_step_size=bool(adapt_step_size),
+        adapt_mass_matrix=bool(adapt_mass_matrix),
+        max_num_doublings=check_positive_int("max_num_doublings", max_num_doublings),
+        **arguments,
     )

@@ -87,3 +87,24 @@ def covariance_zscores(
     flat = products.reshape(*draws.shape[:2], dim * dim)
     errors = flat.mean(axis=(0, 1)) - np.asarray(exact_covariance, dtype=np.float64).ravel()
     return (errors / mcse_mean(flat)).reshape(dim, dim)
+
+
+def zscore_bound(num_moments: int, single: float = 4.0) -> float:
+    """The ``|z|`` bound for ``num_moments`` moments with the false-alarm rate of one at ``single``.
+
+    ``P(|z| > 4) ≈ 6.3e-5`` for one standard normal z-score; checking ``m`` moments at 4 would
+    raise that about ``m``-fold (a 50×50 covariance has 1275 distinct entries: ~8 %). The
+    Bonferroni bound :math:`\\Phi^{-1}(1 - p/(2m))`, with :math:`p = P(|z| > \\text{single})`,
+    keeps the family-wise false-alarm probability at ``p``. It equals ``single`` for one moment.
+
+    Example:
+        >>> from bayescore.metrics import zscore_bound
+        >>> zscore_bound(1), round(zscore_bound(1275), 2)
+        (4.0, 5.45)
+    """
+    from scipy.stats import norm
+
+    if num_moments <= 1:
+        return float(single)
+    false_alarm = 2.0 * norm.sf(single)
+    return float(norm.isf(false_alarm / (2.0 * num_moments)))

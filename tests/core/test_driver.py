@@ -188,7 +188,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
                          **{**kwargs, "progress": True})
     same(single, with_bar)
     # NUTS without adaptation: identical too.
-    nuts = bc.inference.nuts(initial_step_size=0.1)
+    nuts = bc.inference.nuts(step_size=0.1)
     single = bc.sample(nuts, target, num_samples=10, num_warmup=0, **kwargs)
     sharded = bc.sample(nuts, target, num_samples=10, num_warmup=0, devices=4, **kwargs)
     for name in single.positions:  # leapfrog trajectories amplify rounding: 1e-4, not 1e-5

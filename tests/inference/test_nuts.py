@@ -11,32 +11,12 @@ import bayescore as bc
 from bayescore.inference.adaptation import window_adaptation
 from bayescore.metrics import covariance_zscores, mean_zscores
 
-rng = np.random.default_rng(42)
-X = rng.normal(size=(40, 3)).astype(np.float32)
-NOISE = 0.5
-PRIOR_SCALE = 2.0
-Y = (X @ np.array([1.0, -1.0, 0.5]) + NOISE * rng.normal(size=40)).astype(np.float32)
-
-
-def regression(x, y):
-    weights = numpyro.sample(
-        "weights", dist.Normal(0.0, PRIOR_SCALE).expand([x.shape[1]]).to_event(1)
-    )
-    with numpyro.plate("data", x.shape[0]):
-        numpyro.sample("y", dist.Normal(x @ weights, NOISE), obs=y)
-
-
-def exact_posterior():
-    """Conjugate Gaussian linear regression: N(m, S), S = (X'X/s² + I/p²)⁻¹, m = S X'y/s²."""
-    x, y = X.astype(np.float64), Y.astype(np.float64)
-    covariance = np.linalg.inv(x.T @ x / NOISE**2 + np.eye(3) / PRIOR_SCALE**2)
-    return covariance @ x.T @ y / NOISE**2, covariance
-
 
 @pytest.mark.parametrize("dense_mass", [False, True])
-def test_nuts_matches_conjugate_linear_regression(dense_mass):
-    mean, covariance = exact_posterior()
-    target = bc.Target.from_numpyro(regression, X, Y)
+def test_nuts_matches_conjugate_linear_regression(dense_mass, linear_regression):
+    mean, covariance = linear_regression.posterior()
+    problem = linear_regression
+    target = bc.Target.from_numpyro(problem.model, problem.x, problem.y)
     result = bc.sample(
         bc.inference.nuts(dense_mass=dense_mass),
         target,
