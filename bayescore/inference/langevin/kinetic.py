@@ -43,7 +43,7 @@ Example:
     ...     lambda p: -0.5 * jnp.sum(p["x"] ** 2), {"x": jnp.zeros(3)})
     >>> result = bc.sample(bc.inference.malt(num_steps=5), target, num_samples=300,
     ...                    num_warmup=300, num_chains=2, key=0, progress=False)
-    >>> int(result.stats["n_steps"][0, 0])
+    >>> int(result.stats["n_steps"].max())
     5
 """
 
@@ -119,9 +119,14 @@ class Underdamped(LangevinMethod):
     Attributes:
         friction: :math:`\\gamma`, per unit of (preconditioned) time.
         splitting: ``"baoab"`` or ``"obabo"``.
-        step_size, adapt_step_size, adapt_mass_matrix, dense_mass, inverse_mass_matrix,
-        target_acceptance_rate: as in :class:`~bayescore.inference.adaptation.WindowAdapted`;
-            the acceptance rate is ``min(1, e^{-W})`` of the shadow work ``W``.
+        step_size: initial leapfrog step size (the fixed one with ``adapt_step_size=False``).
+        adapt_step_size: dual-average the step size during warmup.
+        adapt_mass_matrix: estimate the inverse mass matrix in Stan's windows during warmup.
+        dense_mass: a dense (full) inverse mass matrix rather than a diagonal one.
+        inverse_mass_matrix: the initial (or, unadapted, fixed) inverse mass matrix;
+            ``None`` is the identity.
+        target_acceptance_rate: the would-be acceptance rate ``min(1, e^{-W})`` of the
+            shadow work ``W`` that the step size is adapted to (0.9).
         divergence_threshold: shadow work above which a step counts as divergent.
     """
 
@@ -197,9 +202,14 @@ class MALT(LangevinMethod):
     Attributes:
         num_steps: OBABO steps (gradient evaluations) per trajectory.
         friction: :math:`\\gamma`; 0 gives HMC.
-        step_size, adapt_step_size, adapt_mass_matrix, dense_mass, inverse_mass_matrix,
-        target_acceptance_rate: as in :class:`~bayescore.inference.adaptation.WindowAdapted`
-            (default target 0.65, the asymptotically optimal rate of HMC-type proposals).
+        step_size: initial leapfrog step size (the fixed one with ``adapt_step_size=False``).
+        adapt_step_size: dual-average the step size during warmup.
+        adapt_mass_matrix: estimate the inverse mass matrix in Stan's windows during warmup.
+        dense_mass: a dense (full) inverse mass matrix rather than a diagonal one.
+        inverse_mass_matrix: the initial (or, unadapted, fixed) inverse mass matrix;
+            ``None`` is the identity.
+        target_acceptance_rate: the acceptance rate the step size is adapted to (0.65, the
+            asymptotically optimal rate of HMC-type proposals).
         divergence_threshold: energy error above which a trajectory counts as divergent.
     """
 

@@ -6,8 +6,9 @@ factor :math:`L` (:math:`L L^\top = \Sigma`; the square root for a diagonal
 :math:`L \xi \sim N(0, \Sigma)` (position noise), :math:`L^{-\top} \xi \sim N(0, \Sigma^{-1})`
 (momentum), and :math:`r^\top \Sigma^{-1} r` (proposal densities). BlackJAX's metrics rebuild
 the factor whenever they are called; here it is computed once per chain when warmup ends
-(:meth:`WindowAdapted.prepare <bayescore.inference.adaptation.WindowAdapted.prepare>`), so the
-tuned transition does no decomposition. Written by hand for that reason; everything works on
+(:meth:`WindowAdapted.prepare <bayescore.inference.adaptation.WindowAdapted.prepare>`), with
+its inverse :math:`L^{-1}`, so the tuned transition does no decomposition, no triangular solve
+and no division: only products. Written by hand for that reason; everything works on
 the flattened position (``jax.flatten_util.ravel_pytree`` order, as in BlackJAX).
 
 Example:
@@ -28,10 +29,18 @@ from jaxtyping import Array, PRNGKeyArray
 
 
 class Preconditioner(NamedTuple):
-    """An inverse mass matrix ``Σ`` (diagonal ``(d,)`` or dense ``(d, d)``) and its factor."""
+    """An inverse mass matrix ``Σ`` (diagonal ``(d,)`` or dense ``(d, d)``) and its factors.
+
+    Attributes:
+        inverse_mass_matrix: ``Σ``.
+        factor: ``L`` with ``L Lᵀ = Σ`` (lower Cholesky factor; elementwise square root of a
+            diagonal ``Σ``).
+        inverse_factor: ``L⁻¹`` (elementwise reciprocal for a diagonal ``Σ``).
+    """
 
     inverse_mass_matrix: Array
     factor: Array
+    inverse_factor: Array
 
     @property
     def dense(self) -> bool:
@@ -43,24 +52,25 @@ class Preconditioner(NamedTuple):
             return self.inverse_mass_matrix @ vector
         return self.inverse_mass_matrix * vector
 
+    def scale(self, noise: Array) -> Array:
+        """``L ξ``: maps a standard normal ``ξ`` to a draw of ``N(0, Σ)``."""
+        return self.factor @ noise if self.dense else self.factor * noise
+
     def position_noise(self, key: PRNGKeyArray, like: Array) -> Array:
         """A draw of ``N(0, Σ)`` shaped like ``like``."""
-        noise = jax.random.normal(key, like.shape, like.dtype)
-        return self.factor @ noise if self.dense else self.factor * noise
+        return self.scale(jax.random.normal(key, like.shape, like.dtype))
 
     def momentum(self, key: PRNGKeyArray, like: Array) -> Array:
         """A draw of ``N(0, M)``, ``M = Σ⁻¹``, shaped like ``like``."""
         noise = jax.random.normal(key, like.shape, like.dtype)
         if self.dense:
-            return jax.scipy.linalg.solve_triangular(self.factor, noise, lower=True, trans="T")
-        return noise / self.factor
+            return self.inverse_factor.T @ noise
+        return self.inverse_factor * noise
 
     def mahalanobis(self, vector: Array) -> Array:
         """``vᵀ Σ⁻¹ v``."""
-        if self.dense:
-            whitened = jax.scipy.linalg.solve_triangular(self.factor, vector, lower=True)
-            return jnp.sum(whitened**2)
-        return jnp.sum(vector**2 / self.inverse_mass_matrix)
+        whitened = self.inverse_factor @ vector if self.dense else self.inverse_factor * vector
+        return jnp.sum(whitened**2)
 
     def kinetic_energy(self, momentum: Array) -> Array:
         """``½ pᵀ Σ p``."""
@@ -69,6 +79,8 @@ class Preconditioner(NamedTuple):
 
 def preconditioner(inverse_mass_matrix: Array) -> Preconditioner:
     """A :class:`Preconditioner` from an inverse mass matrix (Cholesky factor if dense).
+
+    The dense inverse factor is a triangular solve against the identity, done once here.
 
     Example:
         >>> import jax.numpy as jnp
@@ -79,6 +91,9 @@ def preconditioner(inverse_mass_matrix: Array) -> Preconditioner:
     inverse_mass_matrix = jnp.asarray(inverse_mass_matrix)
     if inverse_mass_matrix.ndim == 2:
         factor = jnp.linalg.cholesky(inverse_mass_matrix)
+        identity = jnp.eye(factor.shape[-1], dtype=factor.dtype)
+        inverse_factor = jax.scipy.linalg.solve_triangular(factor, identity, lower=True)
     else:
         factor = jnp.sqrt(inverse_mass_matrix)
-    return Preconditioner(inverse_mass_matrix, factor)
+        inverse_factor = 1.0 / factor
+    return Preconditioner(inverse_mass_matrix, factor, inverse_factor)
