@@ -330,7 +330,12 @@ def sample_stats(target: Target, state: Any, info: Any) -> dict[str, Array]:
         ['acceptance_rate', 'is_accepted', 'lp']
     """
     logdensity = getattr(state, "logdensity", None)
-    stats = {"lp": target.logdensity(state.position) if logdensity is None else logdensity}
+    if logdensity is None and hasattr(info, "lp_estimate"):
+        # Stochastic-gradient kernels report their minibatch estimate; a full-data
+        # evaluation per draw would cost more than the step itself.
+        stats = {}
+    else:
+        stats = {"lp": target.logdensity(state.position) if logdensity is None else logdensity}
     fields = info._asdict() if hasattr(info, "_asdict") else {}
     for name, value in fields.items():
         if isinstance(value, (jax.Array, np.ndarray, float, int, bool)) and jnp.ndim(value) == 0:

@@ -363,6 +363,29 @@ class Target(eqx.Module):
         model = _Plates(self.model, dict(indices))
         return -numpyro_util.potential_energy(model, self.model_args, self.model_kwargs, params)
 
+    def logprior(self, params: Params) -> Array:
+        """The log density without the observed sites: log prior plus log-Jacobian.
+
+        ``logdensity(params) - logprior(params)`` is the log likelihood. Stochastic-gradient
+        backends use the split to count the prior once when each device sums the likelihood
+        of its own shard of the data. A Target built with :meth:`from_logdensity` has no
+        observed sites: its log prior is 0 and the whole density counts as likelihood.
+
+        Example:
+            >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist
+            >>> import bayescore as bc
+            >>> def model(y):
+            ...     mu = numpyro.sample("mu", dist.Normal(0, 1))
+            ...     numpyro.sample("y", dist.Normal(mu, 1), obs=y)
+            >>> target = bc.Target.from_numpyro(model, jnp.array(2.0))
+            >>> round(float(target.logprior({"mu": 0.0})), 4)  # log N(0 | 0, 1)
+            -0.9189
+        """
+        if self.density_fn is not None:
+            return jnp.zeros(())
+        model = handlers.block(self.full_model, hide_fn=lambda site: site.get("is_observed"))
+        return -numpyro_util.potential_energy(model, self.model_args, self.model_kwargs, params)
+
     def logdensity_estimate(self, params: Params, key: PRNGKeyArray) -> Array:
         """Unbiased minibatch estimate of :meth:`logdensity`, indices drawn from ``key``.
 

@@ -89,6 +89,23 @@ def logistic_regression(x: Any, y: Any = None) -> None:
         numpyro.sample("y", dist.Bernoulli(logits=intercept + x @ beta), obs=y)
 
 
+def posterior_moments(tree: Any, var_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and sds of ``var_names``, flattened and concatenated.
+
+    Example:
+        >>> import numpy as np, xarray as xr
+        >>> from bayescore.demo.langevin import posterior_moments
+        >>> tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        ...     {"a": (("chain", "draw"), np.array([[0.0, 2.0]]))})})
+        >>> [m.tolist() for m in posterior_moments(tree, ("a",))]
+        [[1.0], [1.0]]
+    """
+    posterior = tree.posterior
+    means = [np.ravel(posterior[v].mean(("chain", "draw"))) for v in var_names]
+    sds = [np.ravel(posterior[v].std(("chain", "draw"))) for v in var_names]
+    return np.concatenate(means), np.concatenate(sds)
+
+
 def comparison_table(
     trees: dict[str, Any],
     seconds: dict[str, float],
@@ -117,10 +134,7 @@ def comparison_table(
     import pandas as pd
 
     def moments(tree: Any) -> tuple[np.ndarray, np.ndarray]:
-        posterior = tree.posterior
-        means = [np.ravel(posterior[v].mean(("chain", "draw"))) for v in var_names]
-        sds = [np.ravel(posterior[v].std(("chain", "draw"))) for v in var_names]
-        return np.concatenate(means), np.concatenate(sds)
+        return posterior_moments(tree, var_names)
 
     ref_mean, ref_sd = moments(trees[reference])
     rows = {}
@@ -443,6 +457,7 @@ __all__ = [
     "comparison_table",
     "credit_data",
     "logistic_regression",
+    "posterior_moments",
     "run",
     "stationary_moments",
     "timed_runs",

@@ -1,7 +1,9 @@
 """Inference backends. Each is a Method or Kernel that ``bc.sample`` runs on any Target."""
 
+from bayescore.inference import sgmcmc
 from bayescore.inference.langevin import MALA, MALT, ULA, Underdamped, mala, malt, ula, underdamped
 from bayescore.inference.nuts import NUTS, nuts
+from bayescore.inference.sgmcmc import psgld, sghmc, sgld, sgnht
 
 __all__ = [
     "MALA",
@@ -12,6 +14,11 @@ __all__ = [
     "mala",
     "malt",
     "nuts",
+    "psgld",
+    "sghmc",
+    "sgld",
+    "sgmcmc",
+    "sgnht",
     "ula",
     "underdamped",
 ]
