@@ -89,21 +89,45 @@ def logistic_regression(x: Any, y: Any = None) -> None:
         numpyro.sample("y", dist.Bernoulli(logits=intercept + x @ beta), obs=y)
 
 
-def posterior_moments(tree: Any, var_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means and sds of ``var_names``, flattened and concatenated.
+def agreement(
+    trees: dict[str, Any], reference: str, var_names: tuple[str, ...]
+) -> dict[str, dict[str, float]]:
+    """Per sampler: how its posterior compares with ``reference``'s, and its smallest ESS.
+
+    Keys: ``max |Δmean|/sd`` and ``max |Δsd|/sd`` (largest differences over all parameters of
+    the posterior mean and sd from the reference's, in reference posterior sds; Monte Carlo
+    noise alone gives differences of order :math:`1/\\sqrt{\\text{min ESS}}`), ``sd ratio``
+    (mean over parameters of sd / reference sd) and ``min ESS`` (smallest bulk ESS).
 
     Example:
         >>> import numpy as np, xarray as xr
-        >>> from bayescore.demo.langevin import posterior_moments
+        >>> from bayescore.demo.langevin import agreement
+        >>> draws = np.random.default_rng(0).normal(size=(2, 200))
         >>> tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
-        ...     {"a": (("chain", "draw"), np.array([[0.0, 2.0]]))})})
-        >>> [m.tolist() for m in posterior_moments(tree, ("a",))]
-        [[1.0], [1.0]]
+        ...     {"a": (("chain", "draw"), draws)})})
+        >>> agreement({"A": tree, "B": tree}, "A", ("a",))["B"]["max |Δmean|/sd"]
+        0.0
     """
-    posterior = tree.posterior
-    means = [np.ravel(posterior[v].mean(("chain", "draw"))) for v in var_names]
-    sds = [np.ravel(posterior[v].std(("chain", "draw"))) for v in var_names]
-    return np.concatenate(means), np.concatenate(sds)
+    import arviz as az
+
+    def moments(tree: Any) -> tuple[np.ndarray, np.ndarray]:
+        posterior = tree.posterior
+        means = [np.ravel(posterior[v].mean(("chain", "draw"))) for v in var_names]
+        sds = [np.ravel(posterior[v].std(("chain", "draw"))) for v in var_names]
+        return np.concatenate(means), np.concatenate(sds)
+
+    ref_mean, ref_sd = moments(trees[reference])
+    rows = {}
+    for name, tree in trees.items():
+        mean, sd = moments(tree)
+        ess = az.ess(tree, var_names=list(var_names))
+        rows[name] = {
+            "max |Δmean|/sd": float(np.max(np.abs(mean - ref_mean) / ref_sd)),
+            "max |Δsd|/sd": float(np.max(np.abs(sd - ref_sd) / ref_sd)),
+            "sd ratio": float(np.mean(sd / ref_sd)),
+            "min ESS": min(float(ess[v].min()) for v in var_names),
+        }
+    return rows
 
 
 def comparison_table(
@@ -117,10 +141,8 @@ def comparison_table(
     ``trees`` maps a sampler's name to its DataTree, ``seconds`` to the run time its ESS/s
     divides by. Columns:
 
-    - ``max |Δmean|/sd``, ``max |Δsd|/sd``: the largest difference over all parameters of the
-      posterior mean and sd from the reference's, in the reference's posterior sd (Monte Carlo
-      noise alone gives differences of order :math:`1/\\sqrt{\\text{min ESS}}`);
-    - ``min ESS``: the smallest bulk ESS over all parameters, and ``ESS/s``;
+    - the columns of :func:`agreement` (differences from the reference, sd ratio, min ESS),
+      and ``ESS/s``;
     - ``grads/draw``: gradient evaluations per draw (``n_steps``);
     - ``accept``: mean ``acceptance_rate`` (for an unadjusted sampler the rate a
       Metropolis-Hastings test *would* have had) and ``step size``: mean over chains.
@@ -130,24 +152,13 @@ def comparison_table(
         >>> callable(comparison_table)
         True
     """
-    import arviz as az
     import pandas as pd
 
-    def moments(tree: Any) -> tuple[np.ndarray, np.ndarray]:
-        return posterior_moments(tree, var_names)
-
-    ref_mean, ref_sd = moments(trees[reference])
-    rows = {}
+    rows = agreement(trees, reference, var_names)
     for name, tree in trees.items():
-        mean, sd = moments(tree)
-        ess = az.ess(tree, var_names=list(var_names))
-        min_ess = min(float(ess[v].min()) for v in var_names)
         stats = tree.sample_stats
-        rows[name] = {
-            "max |Δmean|/sd": float(np.max(np.abs(mean - ref_mean) / ref_sd)),
-            "max |Δsd|/sd": float(np.max(np.abs(sd - ref_sd) / ref_sd)),
-            "min ESS": min_ess,
-            "ESS/s": min_ess / seconds[name],
+        rows[name] |= {
+            "ESS/s": rows[name]["min ESS"] / seconds[name],
             "grads/draw": float(stats["n_steps"].mean()),
             "accept": float(stats["acceptance_rate"].mean()),
             "step size": float(stats["step_size"].mean()),
@@ -457,7 +468,7 @@ __all__ = [
     "comparison_table",
     "credit_data",
     "logistic_regression",
-    "posterior_moments",
+    "agreement",
     "run",
     "stationary_moments",
     "timed_runs",

@@ -99,24 +99,13 @@ def comparison_table(
         >>> callable(comparison_table)
         True
     """
-    import arviz as az
     import pandas as pd
 
-    from bayescore.demo.langevin import posterior_moments
+    from bayescore.demo.langevin import agreement
 
-    def moments(tree: Any) -> tuple[np.ndarray, np.ndarray]:
-        return posterior_moments(tree, var_names)
-
-    ref_mean, ref_sd = moments(trees[reference])
-    rows = {}
+    rows = agreement(trees, reference, var_names)
     for name, tree in trees.items():
-        mean, sd = moments(tree)
-        ess = az.ess(tree, var_names=list(var_names))
-        rows[name] = {
-            "max |Δmean|/sd": float(np.max(np.abs(mean - ref_mean) / ref_sd)),
-            "max |Δsd|/sd": float(np.max(np.abs(sd - ref_sd) / ref_sd)),
-            "sd ratio": float(np.mean(sd / ref_sd)),
-            "min ESS": min(float(ess[v].min()) for v in var_names),
+        rows[name] |= {
             "passes/draw": float(tree.sample_stats["n_steps"].mean()),
             "seconds": seconds[name],
         }

@@ -46,6 +46,7 @@ from a host-side loop, return no info, and BlackJAX has no pSGLD.
 
 from __future__ import annotations
 
+import abc
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -138,8 +139,10 @@ class SGMethod(eqx.Module):
     def initial(self, x: Array, key: PRNGKeyArray) -> tuple[Array, Array]:
         return jnp.zeros((0,), x.dtype), jnp.zeros((0,), x.dtype)
 
+    @abc.abstractmethod
     def move(self, *args: Any) -> tuple[Array, Array, Array]:
-        raise NotImplementedError
+        """One update: ``(key, x, grad, step_size, temperature, momentum, auxiliary, extras)``
+        to the new ``(x, momentum, auxiliary)``."""
 
     def _check(self, target: Any) -> None:
         target.require_continuous(f"{type(self).__name__} (stochastic-gradient MCMC)")
