@@ -5,7 +5,12 @@ kernel, tunes, then ``num_samples * thin`` steps of the tuned kernel, all inside
 chains are ``vmap``-ped on one device, or split over several devices with ``shard_map`` when
 ``devices`` asks for it. Chain ``c`` at step ``t`` uses the key ``fold_in(chain_key[c], t)``,
 so the key stream does not depend on how chains are placed on devices: a fixed kernel
-(MALA, unadapted NUTS) gives the same draws on one device or several. Adapted runs agree in
+(MALA, unadapted NUTS) gives the same draws on one device or several.
+
+With ``shard="data"`` the devices split the data instead: every device runs every chain on
+its own block of each subsampled plate's data (:meth:`Target.on_data_shard`), and the
+likelihood and its gradient are summed across devices inside each density evaluation, so the
+chains see the single-device densities and, for a fixed kernel, give the same draws. Adapted runs agree in
 distribution only, because XLA may round differently at different ``vmap`` widths and step-size
 adaptation amplifies the last bit. A progress bar is updated from a
 host callback every few steps; nothing else leaves the device until the run ends.
@@ -38,6 +43,7 @@ from bayescore.core.target import Target, named_leaves
 logger = logging.getLogger(__name__)
 
 CHAIN_AXIS = "chain"
+DATA_AXIS = "data"
 
 # Scalar info fields of BlackJAX kernels, renamed to ArviZ's sample_stats names.
 ARVIZ_NAMES = {
@@ -58,6 +64,7 @@ def sample(
     thin: int = 1,
     progress: bool = True,
     devices: Sequence[jax.Device] | int | str | None = None,
+    shard: str = "chains",
     init_params: Mapping[str, Any] | None = None,
 ) -> Result:
     """Draw ``num_samples`` per chain from ``target`` with ``method``.
@@ -73,8 +80,13 @@ def sample(
         thin: keep one draw every ``thin`` transitions.
         progress: show a progress bar.
         devices: ``None`` runs every chain on the default device; ``"all"``, a number of
-            devices or a list of devices shards the chains over them (``num_chains`` must be a
-            multiple of the number of devices).
+            devices or a list of devices shards the work over them.
+        shard: what ``devices`` split: ``"chains"`` (``num_chains`` a multiple of the number
+            of devices) or ``"data"`` (data-parallel: the data of each subsampled plate are
+            cut into one contiguous block per device, every device runs all chains on its
+            block, and the likelihood is summed across devices; plate sizes must be
+            multiples of the number of devices and, for stochastic-gradient methods,
+            ``num_shards`` too).
         init_params: constrained starting values per latent site, either one value per site
             (shared by all chains) or with a leading ``num_chains`` axis. Default: uniform in
             ``[-2, 2]`` on the unconstrained space, redrawn until finite.
@@ -109,7 +121,9 @@ def sample(
     method = as_method(method)
     target.require_continuous(f"{type(method).__name__}")
     key = as_key(key)
-    mesh = chain_mesh(devices, num_chains)
+    mesh = chain_mesh(devices, num_chains, shard)
+    if mesh is not None and shard == "data":
+        _check_data_parallel(method, target, mesh.size)
 
     init_key, state_keys, warmup_keys, sample_keys = run_keys(key, num_chains)
     if init_params is None:
@@ -161,14 +175,18 @@ def as_key(key: Any) -> PRNGKeyArray:
     )
 
 
-def chain_mesh(devices: Any, num_chains: int) -> Mesh | None:
-    """The one-axis device mesh chains are split over, or ``None`` for a single device.
+def chain_mesh(devices: Any, num_chains: int, shard: str = "chains") -> Mesh | None:
+    """The one-axis device mesh the work is split over, or ``None`` for a single device.
+
+    The axis is named ``"chain"`` or ``"data"`` after ``shard``.
 
     Example:
         >>> from bayescore.core.driver import chain_mesh
         >>> chain_mesh(None, 4) is None
         True
     """
+    if shard not in ("chains", "data"):
+        raise ArgumentError(f"shard must be 'chains' or 'data', got {shard!r}.")
     if devices is None:
         return None
     available = jax.devices()
@@ -189,13 +207,28 @@ def chain_mesh(devices: Any, num_chains: int) -> Mesh | None:
             raise ArgumentError(f"devices must list jax.Device objects, got {devices!r}.")
     if len(chosen) == 1:
         return None
+    if shard == "data":
+        return Mesh(np.asarray(chosen), (DATA_AXIS,))
     if num_chains % len(chosen):
         raise ArgumentError(
             f"num_chains={num_chains} cannot be split evenly over {len(chosen)} devices. "
             f"Use a multiple of {len(chosen)}, e.g. num_chains="
-            f"{len(chosen) * math.ceil(num_chains / len(chosen))}."
+            f"{len(chosen) * math.ceil(num_chains / len(chosen))}, or shard='data'."
         )
     return Mesh(np.asarray(chosen), (CHAIN_AXIS,))
+
+
+def _check_data_parallel(method: Any, target: Target, num_devices: int) -> None:
+    """Raise :class:`ArgumentError` unless ``method`` can run on ``target``'s data shards."""
+    target.on_data_shard(DATA_AXIS, num_devices)  # checks the plates
+    num_shards = getattr(method, "num_shards", None)
+    if num_shards is not None and num_shards % num_devices:
+        raise ArgumentError(
+            f"num_shards={num_shards} of {type(method).__name__} is not a multiple of the "
+            f"{num_devices} devices: each device draws the minibatch strata of its own block. "
+            f"Build the method with num_shards={num_devices} (or a multiple); the same "
+            "num_shards on one device gives the same draws."
+        )
 
 
 class _Phase(eqx.Module):
@@ -218,6 +251,21 @@ def _over_chains(phase: _Phase, fn: Any, target: Target, *chain_args: Any) -> An
 
     if phase.mesh is None:
         return local(arrays, *chain_args)
+    if phase.mesh.axis_names == (DATA_AXIS,):
+        # Data-parallel: the data leaves are split, the chains replicated; replication
+        # checking makes JAX sum the gradient of the psum-ed likelihood across devices.
+        def on_shard(arrays: Any, *chain_args: Any) -> Any:
+            shard = eqx.combine(arrays, static).on_data_shard(DATA_AXIS, phase.mesh.size)
+            return fn(shard, *chain_args)
+
+        sharded = jax.shard_map(
+            on_shard,
+            mesh=phase.mesh,
+            in_specs=(target.data_specs(DATA_AXIS),) + (PartitionSpec(),) * len(chain_args),
+            out_specs=PartitionSpec(),
+            check_vma=True,
+        )
+        return sharded(arrays, *chain_args)
     chains = PartitionSpec(CHAIN_AXIS)
     sharded = jax.shard_map(
         local,
@@ -239,7 +287,7 @@ def _scan_steps(
         keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, step)
         carry, out = jax.vmap(transition)(keys, carry)
         if phase.progress_every:
-            first = on_first_device or jax.lax.axis_index(CHAIN_AXIS) == 0
+            first = on_first_device or jax.lax.axis_index(phase.mesh.axis_names[0]) == 0
             tick(step, phase.progress_every, phase.num_steps, progress_offset, phase.thin, first)
         return carry, out
 

@@ -25,6 +25,7 @@ baking it into the program as constants, and the same compiled program serves ev
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import warnings
@@ -36,6 +37,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 from jaxtyping import Array, PRNGKeyArray
 from numpyro import handlers
 from numpyro.distributions import biject_to
@@ -111,6 +113,8 @@ class Target(eqx.Module):
     subsample_plates: tuple[SubsamplePlate, ...] = eqx.field(static=True)
     coords: tuple[tuple[str, tuple], ...] = eqx.field(static=True)
     example_params: Any = eqx.field(static=True)
+    data_axis: str | None = eqx.field(static=True, default=None)
+    data_devices: int = eqx.field(static=True, default=1)
 
     # ------------------------------------------------------------------ construction
 
@@ -317,9 +321,7 @@ class Target(eqx.Module):
         """
         if self.density_fn is not None:
             return jnp.asarray(self.density_fn(params))
-        return -numpyro_util.potential_energy(
-            self.full_model, self.model_args, self.model_kwargs, params
-        )
+        return self._log_joint(_Plates(self.model), params)
 
     def logdensity_and_grad(self, params: Params) -> tuple[Array, Params]:
         """``(logdensity(params), ∇ logdensity(params))`` in one pass.
@@ -339,6 +341,10 @@ class Target(eqx.Module):
         NumPyro's plate scales the likelihood by ``size / len(indices)``, so for indices drawn
         uniformly without replacement this is an unbiased estimate of :meth:`logdensity`.
         Use it when the caller draws the indices itself (e.g. epoch-wise permutations).
+
+        On a data shard (see :meth:`on_data_shard`) the indices must be stratified by block,
+        as :func:`~bayescore.core.data.target_batch` draws them with ``num_shards`` a multiple
+        of the number of devices: each device evaluates its own part and the parts are summed.
 
         Example:
             >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
@@ -360,8 +366,9 @@ class Target(eqx.Module):
                 f"indices has no entry for subsampled plate(s) {missing}. Pass a dict "
                 "{plate_name: integer index array} with one entry per subsampled plate."
             )
-        model = _Plates(self.model, dict(indices))
-        return -numpyro_util.potential_energy(model, self.model_args, self.model_kwargs, params)
+        if self.data_axis is not None:
+            indices = self._local_indices(indices)
+        return self._log_joint(_Plates(self.model, dict(indices)), params)
 
     def logprior(self, params: Params) -> Array:
         """The log density without the observed sites: log prior plus log-Jacobian.
@@ -383,7 +390,16 @@ class Target(eqx.Module):
         """
         if self.density_fn is not None:
             return jnp.zeros(())
-        model = handlers.block(self.full_model, hide_fn=lambda site: site.get("is_observed"))
+        observed = {site.name for site in self.observed}
+        return self._log_joint_without(lambda site: site["name"] in observed, params)
+
+    def _log_joint_without(self, hide: Callable[[dict], bool], params: Params) -> Array:
+        """The full-data log density without the sites ``hide`` picks (NumPyro messages).
+
+        The log-Jacobian terms are ``factor`` sites of the substitution (observed, named
+        ``_{site}_log_det``), so the hiding goes by the model's own site names.
+        """
+        model = handlers.block(self.full_model, hide_fn=hide)
         return -numpyro_util.potential_energy(model, self.model_args, self.model_kwargs, params)
 
     def logdensity_estimate(self, params: Params, key: PRNGKeyArray) -> Array:
@@ -406,7 +422,7 @@ class Target(eqx.Module):
         """
         if not self.subsample_plates:
             return self.logdensity(params)
-        return self.logdensity_subsample(params, _draw_subsample(self.subsample_plates, key))
+        return self.logdensity_subsample(params, self.subsample_indices(key))
 
     def subsample_indices(self, key: PRNGKeyArray) -> dict[str, Array]:
         """The minibatch indices :meth:`logdensity_estimate` uses for ``key``.
@@ -418,7 +434,114 @@ class Target(eqx.Module):
             >>> target.subsample_indices(jax.random.key(0))
             {}
         """
+        if self.data_axis is not None:  # stratified, so that each device owns its share
+            from bayescore.core.data import target_batch
+
+            return target_batch(self, key, 0, self.data_devices)
         return _draw_subsample(self.subsample_plates, key)
+
+    # ------------------------------------------------------------------ data parallelism
+
+    def data_specs(self, axis: str) -> Any:
+        """``PartitionSpec`` of every array leaf: split along ``axis`` if it is plate data.
+
+        An argument of the model is data of a subsampled plate when its leading axis has the
+        plate's size; such arguments are split into contiguous blocks, one per device, and
+        everything else is replicated. The result has the structure of
+        ``eqx.filter(target, eqx.is_array)``, for ``jax.shard_map``'s ``in_specs``.
+
+        Example:
+            >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist
+            >>> import bayescore as bc
+            >>> def model(y):
+            ...     mu = numpyro.sample("mu", dist.Normal(0, 1))
+            ...     with numpyro.plate("data", len(y), subsample_size=2) as idx:
+            ...         numpyro.sample("y", dist.Normal(mu, 1), obs=y[idx])
+            >>> target = bc.Target.from_numpyro(model, jnp.arange(4.0))
+            >>> target.data_specs("data").model_args
+            (PartitionSpec('data',),)
+        """
+        sizes = {plate.size for plate in self.subsample_plates}
+
+        def spec(leaf: Any) -> PartitionSpec:
+            return PartitionSpec(axis) if jnp.ndim(leaf) and leaf.shape[0] in sizes else PartitionSpec()
+
+        return jax.tree.map(spec, eqx.filter(self, eqx.is_array))
+
+    def on_data_shard(self, axis: str, num_devices: int) -> Target:
+        """This Target as seen inside ``shard_map`` by a device holding one block of the data.
+
+        Its densities evaluate the local block's likelihood, sum it over ``axis`` with
+        ``psum`` and add the prior once, so they equal the single-device densities; their
+        gradients (under ``shard_map``'s replication checking) are the full gradients.
+        The model must take each plate's size from its data (``numpyro.plate(name,
+        len(y), ...)``): a size fixed in the model raises :class:`ArgumentError` here.
+
+        Example:
+            >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist
+            >>> import bayescore as bc
+            >>> def model(y):
+            ...     mu = numpyro.sample("mu", dist.Normal(0, 1))
+            ...     with numpyro.plate("data", len(y), subsample_size=2) as idx:
+            ...         numpyro.sample("y", dist.Normal(mu, 1), obs=y[idx])
+            >>> target = bc.Target.from_numpyro(model, jnp.arange(4.0))
+            >>> target.on_data_shard("data", 2).data_devices
+            2
+        """
+        if not self.subsample_plates:
+            raise ArgumentError(
+                "a data-parallel run needs a subsampled plate to split the data along: declare "
+                "numpyro.plate(name, len(y), subsample_size=B) in the model."
+            )
+        for plate in self.subsample_plates:
+            if plate.size % num_devices:
+                raise ArgumentError(
+                    f"plate {plate.name!r} has {plate.size} entries, which do not split evenly "
+                    f"over {num_devices} devices. Pad or trim the data to a multiple of "
+                    f"{num_devices}."
+                )
+        return dataclasses.replace(self, data_axis=axis, data_devices=int(num_devices))
+
+    def _local_indices(self, indices: Mapping[str, Array]) -> dict[str, Array]:
+        """This device's share of stratified global ``indices``, as rows of its block."""
+        device = jax.lax.axis_index(self.data_axis)
+        local = {}
+        for plate in self.subsample_plates:
+            index = jnp.asarray(indices[plate.name])
+            if index.shape[0] % self.data_devices:
+                raise ArgumentError(
+                    f"{index.shape[0]} indices of plate {plate.name!r} do not split evenly over "
+                    f"{self.data_devices} devices. Draw them with "
+                    "bayescore.core.data.target_batch(target, key, step, num_shards) and "
+                    "num_shards a multiple of the number of devices."
+                )
+            share = index.shape[0] // self.data_devices
+            mine = jax.lax.dynamic_slice_in_dim(index, device * share, share)
+            local[plate.name] = mine - device * (plate.size // self.data_devices)
+        return local
+
+    def _log_joint(self, plates: _Plates, params: Params) -> Array:
+        """The log density of the model under ``plates`` (summed over data shards if any)."""
+        joint = -numpyro_util.potential_energy(plates, self.model_args, self.model_kwargs, params)
+        if self.data_axis is None:
+            return joint
+        for plate in self.subsample_plates:
+            seen = plates.sizes.get(plate.name)
+            if seen is not None and seen != plate.size // self.data_devices:
+                raise ArgumentError(
+                    f"plate {plate.name!r} has size {seen} on a device holding "
+                    f"{plate.size // self.data_devices} of its {plate.size} entries: the model "
+                    "fixes the plate's size. For data-parallel runs write "
+                    f"numpyro.plate({plate.name!r}, len(data), ...) so the size follows the "
+                    "data, and keep the data's plate axis first."
+                )
+        # Terms outside every subsampled plate (prior, log-Jacobian, global observations)
+        # are the same on every device: counted once; the plates' terms are summed.
+        names = {plate.name for plate in self.subsample_plates}
+        shared = self._log_joint_without(
+            lambda site: any(frame.name in names for frame in site["cond_indep_stack"]), params
+        )
+        return shared + jax.lax.psum(joint - shared, self.data_axis)
 
     # ------------------------------------------------------------------ spaces
 
@@ -675,12 +798,14 @@ class _Plates(Messenger):
     def __init__(self, fn: Callable, indices: Mapping[str, Array] | None = None) -> None:
         self.indices = dict(indices or {})
         self.subsampled: dict[str, SubsamplePlate] = {}
+        self.sizes: dict[str, int] = {}  # every plate's size, as the model gave it
         super().__init__(fn)
 
     def process_message(self, msg: dict) -> None:
         if msg["type"] != "plate":
             return
         size, subsample_size = msg["args"]
+        self.sizes[msg["name"]] = int(size)
         if subsample_size is None or subsample_size == size:
             return
         self.subsampled[msg["name"]] = SubsamplePlate(msg["name"], int(size), int(subsample_size))

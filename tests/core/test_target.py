@@ -131,6 +131,23 @@ def test_minibatch_estimate_is_unbiased_for_density_and_gradient():
         assert np.all(np.abs(mean - full_grad[site]) < 4 * se)
 
 
+def test_logprior_includes_the_log_jacobian_and_leaves_the_likelihood_out():
+    def model(y):
+        scale = numpyro.sample("scale", dist.HalfNormal(2.0))
+        numpyro.sample("y", dist.Normal(0.0, scale), obs=y)
+
+    y = jnp.array([0.5, -1.0, 2.0])
+    target = bc.Target.from_numpyro(model, y)
+    u = jnp.asarray(0.3)
+    scale = jnp.exp(u)
+    prior = dist.HalfNormal(2.0).log_prob(scale) + u  # + log|d scale / du|
+    likelihood = dist.Normal(0.0, scale).log_prob(y).sum()
+    np.testing.assert_allclose(target.logprior({"scale": u}), prior, rtol=1e-6)
+    np.testing.assert_allclose(
+        target.logdensity({"scale": u}) - target.logprior({"scale": u}), likelihood, rtol=1e-6
+    )
+
+
 def test_subsample_indices_are_distinct_and_in_range():
     target = bc.Target.from_numpyro(subsampled_regression, X, Y)
     indices = np.asarray(target.subsample_indices(jax.random.key(0))["data"])

@@ -74,8 +74,10 @@ class Minibatch(eqx.Module):
         Minibatch()
     """
 
-    def init(self, target: Any, x: Array, unravel: Any, key: PRNGKeyArray) -> tuple[Array, Any]:
-        """``(starting position, estimator state)``."""
+    def init(
+        self, target: Any, x: Array, unravel: Any, key: PRNGKeyArray, num_shards: int = 1
+    ) -> tuple[Array, Any]:
+        """``(starting position, estimator state)``; minibatches drawn with ``num_shards``."""
         return x, ()
 
     def estimate(
@@ -122,13 +124,13 @@ class ControlVariates(eqx.Module):
     num_steps: int = eqx.field(static=True, default=1000)
 
     def init(
-        self, target: Any, x: Array, unravel: Any, key: PRNGKeyArray
+        self, target: Any, x: Array, unravel: Any, key: PRNGKeyArray, num_shards: int = 1
     ) -> tuple[Array, ControlVariatesState]:
         optimizer = self.optimizer if self.optimizer is not None else optax.adam(1e-2)
 
         def step(carry: tuple, count: Array) -> tuple:
             x, opt_state = carry
-            indices = target_batch(target, key, count)
+            indices = target_batch(target, key, count, num_shards)
             _, grad = minibatch_value_and_grad(target, unravel, indices)(x)
             updates, opt_state = optimizer.update(-grad, opt_state, x)
             return (optax.apply_updates(x, updates), opt_state), None
@@ -268,7 +270,7 @@ class Structured(eqx.Module):
         return np.repeat(leaf_group.astype(np.int32), sizes)
 
     def init(
-        self, target: Any, x: Array, unravel: Any, key: PRNGKeyArray
+        self, target: Any, x: Array, unravel: Any, key: PRNGKeyArray, num_shards: int = 1
     ) -> tuple[Array, StructuredState]:
         buffer = jnp.zeros((self.buffer_size, x.shape[0]), x.dtype).at[0].set(x)
         return x, StructuredState(buffer, jnp.ones((), jnp.int32))

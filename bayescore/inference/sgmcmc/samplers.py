@@ -96,29 +96,42 @@ class Extras(NamedTuple):
     """What a move may ask for besides the gradient: ``grad(x)`` and ``noise_variance(x)``.
 
     ``grad`` re-evaluates the estimator at ``x`` on the step's minibatch; ``noise_variance``
-    is the per-coordinate variance of the minibatch gradient at ``x``, from per-example
-    gradients of the first subsampled plate (0 without one), finite-population corrected.
+    is the per-coordinate variance of the minibatch gradient at ``x`` (see
+    :func:`minibatch_noise_variance`).
     """
 
     grad: Any
     noise_variance: Any
 
 
-def minibatch_noise_variance(target: Any, unravel: Any, indices: dict) -> Any:
-    """``x ↦`` the variance of the minibatch gradient estimate at ``x`` (see :class:`Extras`)."""
+def minibatch_noise_variance(target: Any, unravel: Any, indices: dict, num_shards: int) -> Any:
+    """``x ↦`` the per-coordinate variance of the minibatch gradient estimate at ``x``.
+
+    The ``B`` indices of the first subsampled plate are ``B / S`` rounds of one index per
+    stratum (``S = num_shards``); the estimate is the mean of the ``B / S`` round estimates
+    (prior plus ``N / S`` times the round's likelihood gradients), so its variance is their
+    sample variance over ``B / S``, times the finite-population correction of each stratum.
+    With ``S = 1`` the rounds are single examples. Each round is one gradient pass over
+    ``S`` examples, so it also runs on data shards. 0 without a subsampled plate or with a
+    single round.
+    """
     if not target.subsample_plates:
         return lambda x: jnp.zeros_like(x)
     plate = target.subsample_plates[0]
-    batch, size = plate.subsample_size, plate.size
+    rounds = plate.subsample_size // num_shards
+    stratum = plate.size // num_shards
+    if rounds < 2:
+        return lambda x: jnp.zeros_like(x)
+    by_round = indices[plate.name].reshape(num_shards, rounds).T  # (rounds, S), stratum order
 
     def variance(x: Array) -> Array:
-        def single(i: Array) -> Array:
-            one = {**indices, plate.name: jax.lax.dynamic_slice(indices[plate.name], (i,), (1,))}
+        def single(round_indices: Array) -> Array:
+            one = {**indices, plate.name: round_indices}
             return jax.grad(lambda x: target.logdensity_subsample(unravel(x), one))(x)
 
-        grads = jax.vmap(single)(jnp.arange(batch))  # prior + N ∇log p(y_i | θ), per example
-        correction = (size - batch) / max(size - 1, 1)
-        return jnp.var(grads, axis=0, ddof=1) / batch * correction
+        grads = jax.vmap(single)(by_round)
+        correction = (stratum - rounds) / max(stratum - 1, 1)
+        return jnp.var(grads, axis=0, ddof=1) / rounds * correction
 
     return variance
 
@@ -159,7 +172,9 @@ class SGMethod(eqx.Module):
         def init(position: Any, key: PRNGKeyArray) -> SGState:
             x, unravel = ravel_pytree(position)
             stream_key, estimator_key, momentum_key = jax.random.split(key, 3)
-            x, estimator_state = estimator.init(target, x, unravel, estimator_key)
+            x, estimator_state = estimator.init(
+                target, x, unravel, estimator_key, num_shards=self.num_shards
+            )
             momentum, auxiliary = self.initial(x, momentum_key)
             return SGState(
                 unravel(x),
@@ -194,7 +209,7 @@ class SGMethod(eqx.Module):
                 state.auxiliary,
                 Extras(
                     lambda x: estimate(x).grad,
-                    minibatch_noise_variance(target, unravel, indices),
+                    minibatch_noise_variance(target, unravel, indices, self.num_shards),
                 ),
             )
             diverging = ~(jnp.all(jnp.isfinite(new_x)) & jnp.all(jnp.isfinite(result.grad)))
