@@ -10,10 +10,11 @@ so the key stream does not depend on how chains are placed on devices: a fixed k
 With ``shard="data"`` the devices split the data instead: every device runs every chain on
 its own block of each subsampled plate's data (:meth:`Target.on_data_shard`), and the
 likelihood and its gradient are summed across devices inside each density evaluation, so the
-chains see the single-device densities and, for a fixed kernel, give the same draws. Adapted runs agree in
-distribution only, because XLA may round differently at different ``vmap`` widths and step-size
-adaptation amplifies the last bit. A progress bar is updated from a
-host callback every few steps; nothing else leaves the device until the run ends.
+chains see the single-device densities and, for a fixed kernel, give the same draws.
+
+Adapted runs agree in distribution only, because XLA may round differently at different
+``vmap`` widths and step-size adaptation amplifies the last bit. A progress bar is updated
+from a host callback every few steps; nothing else leaves the device until the run ends.
 
 Compiled programs are cached on the (method, target structure, sizes) so a second call with
 the same shapes only runs.

@@ -464,7 +464,8 @@ class Target(eqx.Module):
         sizes = {plate.size for plate in self.subsample_plates}
 
         def spec(leaf: Any) -> PartitionSpec:
-            return PartitionSpec(axis) if jnp.ndim(leaf) and leaf.shape[0] in sizes else PartitionSpec()
+            is_data = jnp.ndim(leaf) > 0 and leaf.shape[0] in sizes
+            return PartitionSpec(axis) if is_data else PartitionSpec()
 
         return jax.tree.map(spec, eqx.filter(self, eqx.is_array))
 
