@@ -17,11 +17,9 @@ Runners (each timed as one call that returns every draw):
   target, num_samples=10⁴, num_warmup=0, num_chains=1, progress=False)`` on
   ``bc.Target.from_numpyro`` of the model with ``numpyro.plate("data", N, subsample_size=B)``.
   Minibatches: bayescore's epoch-wise permutation streams (without replacement, on device).
-  The call includes everything ``bc.sample`` records per draw, among it ``sample_stats``'s
-  ``lp``: for a state without a log density (``SGState``) that is the *full-data*
-  ``target.logdensity`` at every draw, O(N d) per step, which at N = 10⁵ costs several times
-  the minibatch step itself (measured while writing this benchmark: d = 10, 10⁴ steps,
-  0.6 s without it, 5.9 s with it).
+  The call includes everything ``bc.sample`` records per draw (``sample_stats``: step size,
+  exploration flag, the minibatch ``lp_estimate``, gradient passes, divergence) and its
+  start-up (the full-data density and gradient at the initial point, checked finite).
 * **blackjax.sgld / blackjax.sghmc**: one ``jax.jit`` of a ``lax.scan`` calling
   ``blackjax.sgld(grad_estimator).step`` / ``blackjax.sghmc(...).step`` with
   ``grad_estimator = blackjax.sgmcmc.gradients.grad_estimator(logprior, loglikelihood, N)``
@@ -61,11 +59,17 @@ points). Beside them: the KSD of 1000 draws of NUTS on the same Target (full-dat
 with the same number of draws. SG-MCMC's bias from the minibatch noise and the discretisation
 shows as a KSD above NUTS's; equal KSD across runners of one algorithm means equal accuracy.
 
-Sizes: full, N = 10⁵, d ∈ {10, 50, 100}, 10⁴ gradient evaluations, 1 repeated round (fewer
-than the other benchmarks, to keep the whole run near 6 minutes on 2 CPU cores; a single
-timed call per runner, so *median* and *min* coincide and ratios carry single-call noise of
-about ±15 %). ``--quick``: N = 10⁴, d = 10, 10³ gradient evaluations,
-1 repeated round: a smoke test, too short for ratios.
+Digits MLP: SGLD against S-SGMCMC (Alexos et al. 2022) on the Bayesian MLP of
+``examples/sgmcmc_digits_mlp.py`` (``bayescore.demo.digits``): SGLD, structured SGLD with the
+two layers as groups, and its dropout variant (p = 0.5, L = 2 copies), same step size and
+steps. Reported: test accuracy, ECE and test log predictive density of the Bayesian model
+average, and the bulk ESS of identifiable per-draw quantities (the weights themselves are
+not: hidden units permute), per 1000 minibatch gradient passes.
+
+Sizes: full, N = 10⁵, d ∈ {10, 50, 100}, 10⁴ gradient evaluations, 3 repeated rounds
+(*median* and *min* over them); digits: 2 chains × 1000 draws thinned by 10. The whole run
+takes about 6 minutes on 2 CPU cores. ``--quick``: N = 10⁴, d = 10, 10³ gradient
+evaluations, 1 repeated round, 100 digits draws: a smoke test, too short for ratios.
 
 Run ``python benchmarks/sgmcmc.py [--quick]`` or ``bayescore bench sgmcmc [--quick]``.
 """
@@ -76,6 +80,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import time
 import types
 from pathlib import Path
 from types import ModuleType
@@ -87,6 +92,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from arviz_stats.base import array_stats
 from jaxtyping import Array
 
 import bayescore as bc
@@ -122,6 +128,8 @@ class Sizes(NamedTuple):
         steps: gradient evaluations per call.
         repeats: timed rounds after the first call.
         nuts_warmup: warmup steps of the NUTS reference.
+        digits_draws: draws per chain on the digits MLP (thinned by 10, as many burn-in
+            steps as kept steps).
     """
 
     n: int
@@ -130,10 +138,21 @@ class Sizes(NamedTuple):
     steps: int
     repeats: int
     nuts_warmup: int
+    digits_draws: int
 
 
-FULL = Sizes(n=100_000, dims=(10, 50, 100), batch=1000, steps=10_000, repeats=1, nuts_warmup=300)
-QUICK = Sizes(n=10_000, dims=(10,), batch=100, steps=1000, repeats=1, nuts_warmup=200)
+FULL = Sizes(
+    n=100_000,
+    dims=(10, 50, 100),
+    batch=1000,
+    steps=10_000,
+    repeats=3,
+    nuts_warmup=300,
+    digits_draws=1000,
+)
+QUICK = Sizes(
+    n=10_000, dims=(10,), batch=100, steps=1000, repeats=1, nuts_warmup=200, digits_draws=100
+)
 
 
 def subsampled_model(X: Array, y: Array, batch: int) -> Any:
@@ -316,6 +335,112 @@ def run_dim(sizes: Sizes, d: int, sgmcmcjax: Any, note: str) -> list[dict[str, A
     return rows
 
 
+DIGITS_STEP = 1e-4
+DIGITS_THIN = 10
+DIGITS_CHAINS = 2
+
+
+def digits_rows(sizes: Sizes) -> list[dict[str, Any]]:
+    """SGLD against S-SGMCMC on the digits MLP: accuracy, calibration, ESS per gradient."""
+    from bayescore.demo.digits import digits_data, mlp, per_draw_probabilities
+    from bayescore.metrics import expected_calibration_error
+
+    x_train, x_test, y_train, y_test = digits_data()
+    target = bc.Target.from_numpyro(mlp, x_train, y=y_train, batch_size=100)
+    layers = [["w1", "b1"], ["w2", "b2"]]
+    methods = {
+        "SGLD": bc.inference.sgld(DIGITS_STEP),
+        "S-SGLD, 2 layer groups": bc.inference.sgld(
+            DIGITS_STEP,
+            estimator=bc.inference.sgmcmc.Structured(groups=layers, buffer_size=200, thinning=10),
+        ),
+        "S-SGLD dropout p=0.5, L=2": bc.inference.sgld(
+            DIGITS_STEP,
+            estimator=bc.inference.sgmcmc.Structured(
+                groups=layers, buffer_size=200, thinning=10, dropout=0.5, num_copies=2
+            ),
+        ),
+    }
+    rows = []
+    for name, method in methods.items():
+        start = time.perf_counter()
+        result = bc.sample(
+            method,
+            target,
+            num_samples=sizes.digits_draws,
+            num_warmup=sizes.digits_draws * DIGITS_THIN,
+            num_chains=DIGITS_CHAINS,
+            thin=DIGITS_THIN,
+            key=SEED,
+            progress=False,
+        )
+        jax.block_until_ready(result.positions)
+        seconds = time.perf_counter() - start
+        per_draw = per_draw_probabilities(result.positions, x_test)  # (chain, draw, n, 10)
+        average = per_draw.mean(axis=(0, 1))
+        true_class = np.take_along_axis(per_draw, y_test[None, None, :, None], axis=-1)[..., 0]
+        log_predictive = np.log(true_class + 1e-12).mean(axis=-1)  # (chain, draw)
+        point_ess = array_stats.ess(
+            np.moveaxis(true_class.astype(np.float64), -1, 0),
+            chain_axis=-2,
+            draw_axis=-1,
+            method="bulk",
+        )
+        lpd_ess = float(
+            array_stats.ess(log_predictive.astype(np.float64), chain_axis=0, draw_axis=1)
+        )
+        passes_per_step = float(np.mean(result.stats["n_steps"]))
+        total_passes = (
+            passes_per_step * DIGITS_CHAINS * sizes.digits_draws * DIGITS_THIN * 2
+        )  # burn-in and kept steps
+        kept_passes = passes_per_step * DIGITS_CHAINS * sizes.digits_draws * DIGITS_THIN
+        rows.append(
+            {
+                "runner": name,
+                "accuracy": float(np.mean(average.argmax(axis=1) == y_test)),
+                "ece": expected_calibration_error(average, y_test),
+                "test_lpd": float(np.log(np.take_along_axis(average, y_test[:, None], 1)).mean()),
+                "passes_per_step": passes_per_step,
+                "gradient_passes": total_passes,
+                "lpd_ess": lpd_ess,
+                "median_point_ess": float(np.median(point_ess)),
+                "lpd_ess_per_1k_passes": 1000 * lpd_ess / kept_passes,
+                "point_ess_per_1k_passes": 1000 * float(np.median(point_ess)) / kept_passes,
+                "seconds": seconds,
+            }
+        )
+        core.log(f"digits {name}: {rows[-1]}")
+    return rows
+
+
+def digits_markdown(rows: list[dict[str, Any]], sizes: Sizes) -> str:
+    fmt = core.fmt
+    lines = [
+        f"Bayesian MLP 64-50-10 (3760 parameters) on scikit-learn's digits (1437 training, "
+        f"360 test images), minibatch 100, step size {DIGITS_STEP:g}, {DIGITS_CHAINS} chains "
+        f"x {sizes.digits_draws} draws every {DIGITS_THIN} steps after as many burn-in steps. "
+        "*accuracy*, *ECE* (10 bins), *test lpd*: of the Bayesian model average. ESS (bulk, "
+        "ArviZ) of two identifiable per-draw quantities: the mean test log predictive "
+        "density (*lpd ESS*) and the probability of each test image's true class (*point "
+        "ESS*, median over the 360 images); *per 1k passes*: ESS per 1000 minibatch gradient "
+        "passes of the kept steps (S-SGLD takes 2 per step). *seconds*: the whole bc.sample "
+        "call, compilation included.",
+        "",
+        "| runner | accuracy | ECE | test lpd | passes/step | lpd ESS | point ESS (median) "
+        "| lpd ESS per 1k passes | point ESS per 1k passes | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['runner']} | {fmt(r['accuracy'], '.4f')} | {fmt(r['ece'], '.4f')} "
+            f"| {fmt(r['test_lpd'], '.4f')} | {fmt(r['passes_per_step'], '.0f')} "
+            f"| {fmt(r['lpd_ess'], '.0f')} | {fmt(r['median_point_ess'], '.0f')} "
+            f"| {fmt(r['lpd_ess_per_1k_passes'], '.2f')} "
+            f"| {fmt(r['point_ess_per_1k_passes'], '.2f')} | {fmt(r['seconds'], '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict[str, Any]], sizes: Sizes, load: tuple[float, float]) -> str:
     """One table: time, ratio and KSD per runner and dimension."""
     fmt, pair = core.fmt, core.pair
@@ -357,10 +482,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     for item in rows:
         item.update(backend=jax.default_backend(), sizes=sizes._asdict())
     load = (load_before, os.getloadavg()[0])
+    digits = digits_rows(sizes)
     return {
         "area": "sgmcmc",
         "rows": rows,
-        "markdown": markdown(rows, sizes, load),
+        "digits": digits,
+        "markdown": markdown(rows, sizes, load) + "\n\n" + digits_markdown(digits, sizes),
         "load_average": load,
     }
 

@@ -15,72 +15,16 @@ import argparse
 import time
 
 import arviz as az
-import jax
-import jax.numpy as jnp
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 import bayescore as bc
-
-HIDDEN = 50
-
-
-def mlp(x, y=None, batch_size=None):
-    """One hidden layer (tanh), Normal(0, 1) priors, softmax likelihood on a subsampled plate."""
-    num_data, num_inputs = x.shape
-    w1 = numpyro.sample("w1", dist.Normal(0.0, 1.0).expand([num_inputs, HIDDEN]).to_event(2))
-    b1 = numpyro.sample("b1", dist.Normal(0.0, 1.0).expand([HIDDEN]).to_event(1))
-    w2 = numpyro.sample("w2", dist.Normal(0.0, 1.0).expand([HIDDEN, 10]).to_event(2))
-    b2 = numpyro.sample("b2", dist.Normal(0.0, 1.0).expand([10]).to_event(1))
-    with numpyro.plate("data", num_data, subsample_size=batch_size) as idx:
-        logits = jnp.tanh(x[idx] @ w1 + b1) @ w2 + b2
-        numpyro.sample("y", dist.Categorical(logits=logits), obs=None if y is None else y[idx])
-
-
-def predictive(positions, x):
-    """The Bayesian model average: class probabilities averaged over every draw."""
-
-    def probabilities(w1, b1, w2, b2):
-        return jax.nn.softmax(jnp.tanh(x @ w1 + b1) @ w2 + b2)
-
-    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in positions.items()}
-    per_draw = jax.lax.map(
-        lambda p: probabilities(p["w1"], p["b1"], p["w2"], p["b2"]), flat, batch_size=64
-    )
-    return np.asarray(per_draw.mean(axis=0))
-
-
-def expected_calibration_error(probabilities, labels, num_bins=10):
-    """ECE: the confidence-weighted gap between confidence and accuracy over equal-width bins.
-
-    Example:
-        >>> import numpy as np
-        >>> expected_calibration_error(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]))
-        0.45
-    """
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    bins = np.minimum((confidence * num_bins).astype(int), num_bins - 1)
-    error = 0.0
-    for b in range(num_bins):
-        inside = bins == b
-        if inside.any():
-            error += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(error)
+from bayescore.demo.digits import digits_data, mlp, predictive
+from bayescore.metrics import expected_calibration_error
 
 
 def main(quick: bool) -> None:
-    digits = load_digits()
-    x_train, x_test, y_train, y_test = train_test_split(
-        digits.data, digits.target, test_size=0.2, random_state=0, stratify=digits.target
-    )
-    mean, sd = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
-    x_train = ((x_train - mean) / sd).astype(np.float32)
-    x_test = ((x_test - mean) / sd).astype(np.float32)
-    target = bc.Target.from_numpyro(mlp, x_train, y=y_train.astype(np.int32), batch_size=100)
+    x_train, x_test, y_train, y_test = digits_data()
+    target = bc.Target.from_numpyro(mlp, x_train, y=y_train, batch_size=100)
     print(f"{len(y_train)} training and {len(y_test)} test images, {target.dim} parameters")
 
     num_samples, thin = (200, 10) if quick else (1000, 10)

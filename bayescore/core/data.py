@@ -1,18 +1,19 @@
 r"""Epoch-wise minibatches drawn on the device, inside ``lax.scan``, in O(batch) per step.
 
-Stochastic-gradient samplers visit the data in epochs: each epoch is a fresh random
-permutation of the ``N`` indices, cut into ``N // B`` batches of ``B``. Materialising the
-permutation costs O(N) memory per chain and a sort per epoch, and under ``vmap`` a
-``lax.cond`` that would redraw it only at epoch starts becomes a select that redraws it at
-every step. Here the permutation is never stored: the ``i``-th index of epoch ``e`` is
-:math:`\pi_e(i)`, where :math:`\pi_e` is a keyed Feistel network (a pseudorandom permutation,
-Luby & Rackoff 1988) on :math:`[0, 2^b)`, :math:`2^b \ge N`, restricted to :math:`[0, N)` by
-cycle walking (apply :math:`\pi_e` again until the value falls below ``N``; Black & Rogaway
-2002). Batch ``j`` of epoch ``e`` is :math:`\pi_e(jB), \dots, \pi_e(jB + B - 1)`: every step
-costs O(B) integer operations, the state is a key and a step counter, and within an epoch no
-index repeats. Each index is equally likely at each step, so the ``N / B``-scaled minibatch
-log density is unbiased; over an epoch (``B`` dividing ``N``) the batches cover every index
-exactly once. The last ``N mod B`` positions of each permutation are skipped.
+Stochastic-gradient samplers visit the data in epochs: each epoch is a fresh random permutation
+of the ``N`` indices, cut into ``N // B`` batches of ``B``. Materialising the permutation costs
+O(N) memory per chain and a sort per epoch, and under ``vmap`` a ``lax.cond`` that would redraw
+it only at epoch starts becomes a select that redraws it at every step. Here the permutation is
+never stored: the ``i``-th index of epoch ``e`` is :math:`\pi_e(i)`, where :math:`\pi_e` is a
+keyed Feistel network (a pseudorandom permutation, Luby & Rackoff 1988) on :math:`[0, ab)`,
+:math:`ab \ge N` the closest product of two near-square radices (Black & Rogaway's mixed-radix
+FE2, 2002), restricted to :math:`[0, N)` by cycle walking (apply :math:`\pi_e` again until the
+value falls below ``N``; rare, since :math:`ab - N` is small). Batch ``j`` of epoch ``e`` is
+:math:`\pi_e(jB), \dots, \pi_e(jB + B - 1)`: every step costs O(B) integer operations, the
+state is a key and a step counter, and within an epoch no index repeats. Each index is equally
+likely at each step, so the ``N / B``-scaled minibatch log density is unbiased; over an epoch
+(``B`` dividing ``N``) the batches cover every index exactly once. The last ``N mod B``
+positions of each permutation are skipped.
 
 ``num_shards`` stratifies the batch for data-parallel runs: the data are cut into
 ``num_shards`` contiguous blocks of ``N / num_shards``, and each block contributes its own
@@ -32,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Any
 
@@ -53,15 +55,34 @@ def _mix(x: Array, key: Array) -> Array:
     return x ^ (x >> 16)
 
 
-def _feistel(x: Array, round_keys: Array, bits: int) -> Array:
-    """One pass of the keyed Feistel permutation of ``[0, 2**bits)`` (unbalanced halves)."""
-    left_bits, right_bits = bits // 2, bits - bits // 2
+def _radices(num_data: int) -> tuple[int, int]:
+    """``(a, b)`` with ``a * b >= num_data`` as small as possible, ``a <= b <= 4a`` roughly.
+
+    The Feistel network runs on ``[0, a*b)``; cycle walking repeats it for the ``a*b - N``
+    values past the end, so the closest product makes walks rare (often none at all).
+    """
+    root = math.isqrt(num_data - 1) + 1  # ceil(sqrt(N))
+    best = (root, root)
+    for a in range(root, max(2, (root + 1) // 2) - 1, -1):
+        b = -(-num_data // a)
+        if a * b < best[0] * best[1]:
+            best = (a, b)
+    return best
+
+
+def _feistel(x: Array, round_keys: Array, radices: tuple[int, int]) -> Array:
+    """The keyed Feistel permutation of ``[0, a*b)`` on mixed radices (Black & Rogaway's FE2).
+
+    ``x = L b + R`` with ``L < a``, ``R < b``; a round maps ``(L, R)`` to ``(R, (L + F(R)) mod
+    a)``, so the halves swap radices each round, and an even number of rounds returns to
+    ``(L, R)`` in ``(Z_a, Z_b)``.
+    """
+    a, b = radices
+    left, right = x // jnp.uint32(b), x % jnp.uint32(b)
     for r in range(ROUNDS):
-        left, right = x >> right_bits, x & jnp.uint32((1 << right_bits) - 1)
-        left = (left + _mix(right, round_keys[r])) & jnp.uint32((1 << left_bits) - 1)
-        x = (right << left_bits) | left  # the halves swap roles (and sizes) each round
-        left_bits, right_bits = right_bits, left_bits
-    return x
+        size = jnp.uint32(a if r % 2 == 0 else b)  # the radix of ``left`` in this round
+        left, right = right, (left + _mix(right, round_keys[r]) % size) % size
+    return left * jnp.uint32(b) + right
 
 
 def permute(key: PRNGKeyArray, positions: Array, num_data: int) -> Array:
@@ -76,17 +97,16 @@ def permute(key: PRNGKeyArray, positions: Array, num_data: int) -> Array:
     """
     if num_data <= 1:
         return jnp.zeros(jnp.shape(positions), jnp.int32)
-    bits = max(2, (num_data - 1).bit_length())
+    radices = _radices(num_data)
     round_keys = jax.random.bits(key, (ROUNDS,), jnp.uint32)
-
-    def walk(x: Array) -> Array:
-        x = _feistel(x, round_keys, bits)
-        return jax.lax.while_loop(
-            lambda x: x >= num_data, lambda x: _feistel(x, round_keys, bits), x
+    x = _feistel(jnp.ravel(jnp.asarray(positions)).astype(jnp.uint32), round_keys, radices)
+    if radices[0] * radices[1] > num_data:  # cycle-walk the values past the end
+        x = jax.lax.while_loop(
+            lambda x: jnp.any(x >= num_data),
+            lambda x: jnp.where(x >= num_data, _feistel(x, round_keys, radices), x),
+            x,
         )
-
-    flat = jnp.ravel(jnp.asarray(positions)).astype(jnp.uint32)
-    return jax.vmap(walk)(flat).astype(jnp.int32).reshape(jnp.shape(positions))
+    return x.astype(jnp.int32).reshape(jnp.shape(positions))
 
 
 def check_batching(num_data: int, batch_size: int, num_shards: int = 1, what: str = "") -> None:

@@ -284,9 +284,11 @@ def _scan_steps(
     """``lax.scan`` of a chain-vmapped transition; outputs stacked as (chain, step, ...)."""
     on_first_device = phase.mesh is None
 
+    over_chains = _vmap_chains(transition, chain_keys.shape[0])
+
     def body(carry: Any, step: Array) -> tuple[Any, Any]:
         keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, step)
-        carry, out = jax.vmap(transition)(keys, carry)
+        carry, out = over_chains(keys, carry)
         if phase.progress_every:
             first = on_first_device or jax.lax.axis_index(phase.mesh.axis_names[0]) == 0
             tick(step, phase.progress_every, phase.num_steps, progress_offset, phase.thin, first)
@@ -294,6 +296,22 @@ def _scan_steps(
 
     carry, outs = jax.lax.scan(body, carry, jnp.arange(phase.num_steps))
     return carry, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outs)
+
+
+def _vmap_chains(fn: Any, num_chains: int) -> Any:
+    """``jax.vmap(fn)``, or ``fn`` on the squeezed chain axis when there is one chain.
+
+    A single chain skips the batching: a vmapped gather of minibatch rows and the batched
+    matrix products after it run about 15 % slower on CPU than their unbatched forms.
+    """
+    if num_chains != 1:
+        return jax.vmap(fn)
+
+    def single(*args: Any) -> Any:
+        out = fn(*jax.tree.map(lambda x: x[0], args))
+        return jax.tree.map(lambda x: jnp.expand_dims(x, 0), out)
+
+    return single
 
 
 @eqx.filter_jit
@@ -424,17 +442,14 @@ def _initial_positions(target: Target, init_params: Mapping[str, Any], num_chain
                 f"init_params has a leading axis of {leaf.shape[0]} but num_chains="
                 f"{num_chains}. Give one value per site, or one per chain."
             )
-    positions = jax.vmap(target.unconstrain)(values)
+    positions, finite = _unconstrain_and_check(target, values)
     for name, leaf in named_leaves(positions):
         if not np.all(np.isfinite(np.asarray(leaf))):
             raise InitializationError(
                 f"init_params['{name}'] lies outside the support of site '{name}' (its "
                 "unconstrained value is not finite). Pass a value inside the support."
             )
-    logdensity, grad = jax.vmap(target.logdensity_and_grad)(positions)
-    finite = np.array(jnp.isfinite(logdensity))
-    for leaf in jax.tree.leaves(grad):
-        finite &= np.asarray(jnp.all(jnp.isfinite(leaf.reshape(num_chains, -1)), axis=1))
+    finite = np.asarray(finite)
     if not finite.all():
         chain = int(np.argmin(finite))
         bad = jax.tree.map(lambda leaf: leaf[chain], positions)
@@ -443,3 +458,14 @@ def _initial_positions(target: Target, init_params: Mapping[str, Any], num_chain
             f"{target.explain_nonfinite(bad)} Move the starting values inside the support."
         )
     return positions
+
+
+@eqx.filter_jit
+def _unconstrain_and_check(target: Target, values: Any) -> tuple[Any, Array]:
+    """Unconstrained starting positions per chain, and whether density and gradient are finite."""
+    positions = jax.vmap(target.unconstrain)(values)
+    logdensity, grad = jax.vmap(target.logdensity_and_grad)(positions)
+    finite = jnp.isfinite(logdensity)
+    for leaf in jax.tree.leaves(grad):
+        finite &= jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
+    return positions, finite

@@ -458,8 +458,8 @@ class Target(eqx.Module):
             ...     with numpyro.plate("data", len(y), subsample_size=2) as idx:
             ...         numpyro.sample("y", dist.Normal(mu, 1), obs=y[idx])
             >>> target = bc.Target.from_numpyro(model, jnp.arange(4.0))
-            >>> target.data_specs("data").model_args
-            (PartitionSpec('data',),)
+            >>> target.data_specs("data").model_args == (jax.sharding.PartitionSpec("data"),)
+            True
         """
         sizes = {plate.size for plate in self.subsample_plates}
 
