@@ -66,9 +66,9 @@ steps. Reported: test accuracy, ECE and test log predictive density of the Bayes
 average, and the bulk ESS of identifiable per-draw quantities (the weights themselves are
 not: hidden units permute), per 1000 minibatch gradient passes.
 
-Sizes: full, N = 10⁵, d ∈ {10, 50, 100}, 10⁴ gradient evaluations, 3 repeated rounds
-(*median* and *min* over them); digits: 2 chains × 1000 draws thinned by 10. The whole run
-takes about 6 minutes on 2 CPU cores. ``--quick``: N = 10⁴, d = 10, 10³ gradient
+Sizes: full, N = 10⁵, d ∈ {10, 50, 100}, 10⁴ gradient evaluations, 5 repeated rounds
+(*median* and *min* over them: on a shared machine single calls vary by ±30 %); digits: 2
+chains × 1000 draws thinned by 10. The whole run takes about 7 minutes on 2 CPU cores. ``--quick``: N = 10⁴, d = 10, 10³ gradient
 evaluations, 1 repeated round, 100 digits draws: a smoke test, too short for ratios.
 
 Run ``python benchmarks/sgmcmc.py [--quick]`` or ``bayescore bench sgmcmc [--quick]``.
@@ -116,6 +116,7 @@ STEP_SIZE = 1e-5
 FRICTION = 0.1
 INNER = 10  # the peers' SGHMC inner steps per momentum refresh
 KSD_DRAWS = 1000
+REDUCTIONS = (2, 4)  # the peers' SGLD step size divided by these, for the equal-KSD ratio
 
 
 class Sizes(NamedTuple):
@@ -146,7 +147,7 @@ FULL = Sizes(
     dims=(10, 50, 100),
     batch=1000,
     steps=10_000,
-    repeats=3,
+    repeats=5,
     nuts_warmup=300,
     digits_draws=1000,
 )
@@ -183,11 +184,11 @@ def loglik_batch(w: Array, batch: tuple[Array, Array]) -> Array:
     return jnp.sum(y * logits - jnp.logaddexp(0.0, logits))
 
 
-def make_blackjax(kind: str, n: int, batch: int, steps: int) -> Any:
+def make_blackjax(kind: str, n: int, batch: int, steps: int, sgld_step: float = STEP_SIZE) -> Any:
     """Hand-written loop: ``jax.jit`` of a ``lax.scan`` of ``blackjax.sgld``/``sghmc`` steps."""
     grad_estimator = blackjax.sgmcmc.gradients.grad_estimator(logprior, loglik_batch, n)
     if kind == "sgld":
-        algorithm, outer, step_size = blackjax.sgld(grad_estimator), steps, STEP_SIZE
+        algorithm, outer, step_size = blackjax.sgld(grad_estimator), steps, sgld_step
     else:
         epsilon = float(np.sqrt(STEP_SIZE))
         algorithm = blackjax.sghmc(
@@ -330,9 +331,68 @@ def run_dim(sizes: Sizes, d: int, sgmcmcjax: Any, note: str) -> list[dict[str, A
         )
         row["ratio_run"] = ours["run_s"] / row["run_s"]
         row["ratio_run_min"] = ours["run_min_s"] / row["run_min_s"]
+
+    # Equal KSD (SGLD, the one algorithm all three share): the peers again at h/2 and h/4
+    # with 2x and 4x the steps (the same diffusion time h * steps), to find the step size
+    # at which their KSD falls to bayescore's at h; their time there is run s x h / h'.
+    peers: dict[str, Any] = {
+        "blackjax.sgld": lambda h, n_steps: (
+            lambda run=make_blackjax("sgld", sizes.n, sizes.batch, n_steps, h): run(key, w0, X, y)
+        )
+    }
+    if sgmcmcjax is not None:
+
+        def sgmcmcjax_sgld(h: float, n_steps: int) -> Any:
+            sampler = sgmcmcjax.build_sgld_sampler(
+                h, loglik_one, logprior, (X, y), sizes.batch, pbar=False
+            )
+            return lambda: sampler(key, n_steps, w0)
+
+        peers["sgmcmcjax SGLD"] = sgmcmcjax_sgld
+    ours = next(r for r in rows if r["runner"] == "bayescore SGLD")
+    for name, build in peers.items():
+        row = next(r for r in rows if r["runner"] == name)
+        ksds = {1: row["ksd"]}
+        for factor in REDUCTIONS:
+            draws = np.asarray(build(STEP_SIZE / factor, steps * factor)())
+            stride = max(1, len(draws) // KSD_DRAWS)
+            finite = bool(np.isfinite(draws).all())
+            ksds[factor] = ksd_of(target, draws[stride - 1 :: stride]) if finite else None
+        factor, reached = equal_ksd_factor(ksds, ours["ksd"])
+        row.update(
+            ksd_by_reduction={str(k): v for k, v in ksds.items()},
+            equal_ksd_factor=factor,
+            equal_ksd_reached=reached,
+            ratio_equal_ksd=ours["run_s"] / (row["run_s"] * factor),
+            ratio_equal_ksd_min=ours["run_min_s"] / (row["run_min_s"] * factor),
+        )
+        core.log(f"d={d} {name}: KSD by step-size reduction {ksds}; factor {factor:.2f}")
     if sgmcmcjax is None:
         rows.append({"d": d, "runner": "sgmcmcjax", "algorithm": "–", "check": note})
     return rows
+
+
+def equal_ksd_factor(ksds: dict[int, Any], target_ksd: float) -> tuple[float, bool]:
+    """The step-size reduction ``f`` at which a peer's KSD meets ``target_ksd``, and whether
+    it was reached within the runs.
+
+    ``ksds`` maps a reduction factor (1, 2, 4, ...) to the KSD at step size ``h / f`` with
+    ``f`` times the steps. Linear interpolation of ``log KSD`` in ``log f`` between the first
+    pair that brackets the target; 1 when the peer is already as accurate; the largest
+    factor (a lower bound, ``reached`` False) when no run gets there.
+
+    Example:
+        >>> equal_ksd_factor({1: 40.0, 2: 20.0, 4: 10.0}, 20.0)
+        (2.0, True)
+    """
+    factors = sorted(f for f, v in ksds.items() if v is not None)
+    if not factors or ksds[factors[0]] <= target_ksd:
+        return 1.0, True
+    for low, high in zip(factors, factors[1:], strict=False):
+        if ksds[high] <= target_ksd:
+            position = np.log(ksds[low] / target_ksd) / np.log(ksds[low] / ksds[high])
+            return float(np.exp(np.log(low) + position * np.log(high / low))), True
+    return float(factors[-1]), False
 
 
 DIGITS_STEP = 1e-4
@@ -467,6 +527,29 @@ def markdown(rows: list[dict[str, Any]], sizes: Sizes, load: tuple[float, float]
             f"| {pair(r.get('ratio_run'), r.get('ratio_run_min'), '.2f')} "
             f"| {fmt(r.get('ksd'), '.3g')} | {fmt(r.get('nuts_ksd'), '.3g')} "
             f"| {r.get('check', '')} |"
+        )
+    lines += [
+        "",
+        "**SGLD at equal KSD.** The peers' SGLD again with step size h/2 and h/4 and 2x and 4x "
+        "the steps (the same diffusion time); *factor*: the reduction f at which their KSD "
+        "meets bayescore's at h (log-log interpolation; '≥' when h/4 does not get there, so "
+        "the ratio is an upper bound); their time at equal KSD is *run s* x f; *ratio*: "
+        "bayescore's run s ÷ that (median / min).",
+        "",
+        "| d | runner | KSD at h, h/2, h/4 | bayescore KSD at h | factor | ratio at equal KSD |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "equal_ksd_factor" not in r:
+            continue
+        ours = next(o for o in rows if o["d"] == r["d"] and o["runner"] == "bayescore SGLD")
+        ksds = ", ".join(fmt(v, ".3g") for v in r["ksd_by_reduction"].values())
+        bound = "" if r["equal_ksd_reached"] else "≥ "
+        upper = "" if r["equal_ksd_reached"] else "≤ "
+        lines.append(
+            f"| {r['d']} | {r['runner']} | {ksds} | {fmt(ours['ksd'], '.3g')} "
+            f"| {bound}{r['equal_ksd_factor']:.2f} "
+            f"| {upper}{pair(r['ratio_equal_ksd'], r['ratio_equal_ksd_min'], '.2f')} |"
         )
     return "\n".join(lines)
 
