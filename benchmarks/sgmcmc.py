@@ -68,8 +68,9 @@ not: hidden units permute), per 1000 minibatch gradient passes.
 
 Sizes: full, N = 10⁵, d ∈ {10, 50, 100}, 10⁴ gradient evaluations, 5 repeated rounds
 (*median* and *min* over them: on a shared machine single calls vary by ±30 %); digits: 2
-chains × 1000 draws thinned by 10. The whole run takes about 7 minutes on 2 CPU cores. ``--quick``: N = 10⁴, d = 10, 10³ gradient
-evaluations, 1 repeated round, 100 digits draws: a smoke test, too short for ratios.
+chains × 1000 draws thinned by 10. The whole run takes about 7 minutes on 2 CPU cores.
+``--quick``: N = 10⁴, d = 10, 10³ gradient evaluations, 1 repeated round, 100 digits draws:
+a smoke test, too short for ratios.
 
 Run ``python benchmarks/sgmcmc.py [--quick]`` or ``bayescore bench sgmcmc [--quick]``.
 """
