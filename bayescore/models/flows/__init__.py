@@ -1,0 +1,10 @@
+"""Normalizing flows: bijections (flowjax-compatible) and, as they arrive, flow distributions.
+
+Every bijection subclasses :class:`flowjax.bijections.AbstractBijection`, so it composes with
+flowjax's own (``Chain``, ``Invert``, coupling and autoregressive layers) and trains with
+flowjax's fitting routines.
+"""
+
+from bayescore.models.flows.bijections import Planar, Radial, planar, radial
+
+__all__ = ["Planar", "Radial", "planar", "radial"]
