@@ -1,5 +1,6 @@
 """Flow bijections: inverse, log-determinant and inverse gradients, property-tested in float64."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,13 +47,19 @@ def build_radial(params):
     )
 
 
-def check_round_trip_and_log_det(flow, x):
-    x = jnp.asarray(x, jnp.float64)
+@eqx.filter_jit
+def round_trip(flow, x):
+    """``x`` back from ``inverse(forward(x))``, the two log-dets, and jacfwd's log-det."""
     y, log_det = flow.transform_and_log_det(x)
     back, inverse_log_det = flow.inverse_and_log_det(y)
+    return back, log_det, inverse_log_det, jnp.linalg.slogdet(jax.jacfwd(flow.transform)(x))[1]
+
+
+def check_round_trip_and_log_det(flow, x):
+    x = jnp.asarray(x, jnp.float64)
+    back, log_det, inverse_log_det, jacobian_log_det = round_trip(flow, x)
     np.testing.assert_allclose(back, x, rtol=1e-8, atol=1e-8)
-    jacobian = jax.jacfwd(flow.transform)(x)
-    np.testing.assert_allclose(log_det, jnp.linalg.slogdet(jacobian)[1], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(log_det, jacobian_log_det, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(inverse_log_det, -log_det, rtol=1e-8, atol=1e-8)
 
 
@@ -96,17 +103,21 @@ def test_planar_inverse_gradients_match_finite_differences(case):
         assume(np.linalg.norm(params["weight"]) > 0.1)
         y = build_planar(params).transform(jnp.asarray(x, jnp.float64))
         args = [jnp.asarray(params[k], jnp.float64) for k in ("weight", "scale", "bias")] + [y]
-        grads = GRAD(*args)
-        for i, grad in enumerate(grads):  # central differences, one coordinate at a time
-            flat = np.atleast_1d(np.asarray(args[i]))
-            for j in range(flat.size):
-                step = np.zeros_like(flat)
-                step[j] = 1e-6
-                up, down = list(args), list(args)
-                up[i] = jnp.asarray((flat + step).reshape(np.shape(args[i])))
-                down[i] = jnp.asarray((flat - step).reshape(np.shape(args[i])))
-                numeric = (LOSS(*up) - LOSS(*down)) / 2e-6
-                np.testing.assert_allclose(np.atleast_1d(grad)[j], numeric, rtol=1e-5, atol=1e-6)
+        check_gradients(LOSS, GRAD, args)
+
+
+def check_gradients(loss, grad_fn, args):
+    """``grad_fn(*args)`` against central differences of ``loss``, one coordinate at a time."""
+    for i, grad in enumerate(grad_fn(*args)):
+        flat = np.asarray(args[i]).reshape(-1)
+        for j in range(flat.size):
+            step = np.zeros_like(flat)
+            step[j] = 1e-6
+            up, down = list(args), list(args)
+            up[i] = jnp.asarray((flat + step).reshape(np.shape(args[i])))
+            down[i] = jnp.asarray((flat - step).reshape(np.shape(args[i])))
+            numeric = (loss(*up) - loss(*down)) / 2e-6
+            np.testing.assert_allclose(np.reshape(grad, -1)[j], numeric, rtol=1e-5, atol=1e-6)
 
 
 def test_planar_reparameterisation_keeps_it_invertible():
@@ -135,3 +146,100 @@ def test_bijections_compose_with_flowjax_into_a_flow_distribution():
     np.testing.assert_allclose(flow.log_prob(y), expected, rtol=1e-4, atol=1e-4)
     samples = flow.sample(jax.random.key(2), (100,))
     assert samples.shape == (100, 2) and bool(jnp.all(jnp.isfinite(flow.log_prob(samples))))
+
+
+# ------------------------------------------------------------ smooth mixtures (interval, torus)
+
+UNIT = st.one_of(
+    st.floats(0.0, 1.0, allow_nan=False),
+    st.sampled_from([0.0, 1e-12, 1e-6, 0.5, 1.0 - 1e-6, 1.0 - 1e-12, 1.0]),
+)
+
+
+@st.composite
+def smooth_cases(draw):
+    dim, components = draw(st.integers(1, 3)), draw(st.sampled_from([1, 3]))
+    params = {
+        name: np.asarray(
+            draw(
+                st.lists(st.floats(-2.0, 2.0), min_size=dim * components, max_size=dim * components)
+            )
+        ).reshape(dim, components)
+        for name in ("weights", "shift", "slope", "mix", "log_alpha")
+    }
+    x = np.asarray(draw(st.lists(UNIT, min_size=dim, max_size=dim)))
+    return params, x, draw(st.booleans()), draw(st.integers(1, 2))
+
+
+def build_smooth(params, circular, power):
+    from bayescore.models.flows import SmoothMixture
+
+    arrays = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+    dim = params["weights"].shape[0]
+    return SmoothMixture(**arrays, power=power, circular=circular, shape=(dim,))
+
+
+@SETTINGS
+@given(smooth_cases())
+def test_smooth_mixture_inverts_and_its_log_det_is_the_jacobians(case):
+    with jax.enable_x64(True):
+        params, x, circular, power = case
+        flow = build_smooth(params, circular, power)
+        y = flow.transform(jnp.asarray(x, jnp.float64))
+        assert bool(jnp.all((y >= 0.0) & (y <= 1.0)))
+        check_round_trip_and_log_det(flow, x)
+
+
+@SETTINGS
+@given(smooth_cases())
+def test_smooth_circle_map_fixes_the_seam_and_is_smooth_across_it(case):
+    with jax.enable_x64(True):
+        params, _, _, power = case
+        flow = build_smooth(params, True, power)
+        dim = params["weights"].shape[0]
+        for end in (0.0, 1.0):
+            np.testing.assert_allclose(flow.transform(jnp.full(dim, end)), end, atol=1e-12)
+        # First and second derivatives agree at 0 and 1: a diffeomorphism of the circle.
+        first, second = seam_derivatives(flow)
+        np.testing.assert_allclose(first[:, 0], first[:, 1], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(second[:, 0], second[:, 1], rtol=1e-7, atol=1e-9)
+
+
+@eqx.filter_jit
+def seam_derivatives(flow):
+    """f' and f'' of every coordinate's map at 0 and at 1: two arrays of shape (dim, 2)."""
+
+    def derivatives(*params):
+        first = jax.grad(lambda x: flow._scalar(x, params))
+        second = jax.grad(first)
+        ends = jnp.array([0.0, 1.0])
+        return jax.vmap(first)(ends), jax.vmap(second)(ends)
+
+    return jax.vmap(derivatives)(*flow._params())
+
+
+def smooth_inverse_loss(weights, shift, slope, mix, log_alpha, y):
+    from bayescore.models.flows import SmoothMixture
+
+    flow = SmoothMixture(
+        weights, shift, slope, mix, log_alpha, power=1, circular=True, shape=(weights.shape[0],)
+    )
+    x, log_det = flow.inverse_and_log_det(y)
+    return jnp.sum(jnp.sin(3.0 * x)) + log_det
+
+
+SMOOTH_LOSS = jax.jit(smooth_inverse_loss)
+SMOOTH_GRAD = jax.jit(jax.grad(smooth_inverse_loss, argnums=tuple(range(6))))
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(smooth_cases())
+def test_smooth_inverse_gradients_match_finite_differences(case):
+    with jax.enable_x64(True):
+        params, x, _, _ = case
+        assume(np.all((x > 1e-3) & (x < 1 - 1e-3)))
+        flow = build_smooth(params, True, 1)
+        y = flow.transform(jnp.asarray(x, jnp.float64))
+        names = ("weights", "shift", "slope", "mix", "log_alpha")
+        args = [jnp.asarray(params[k], jnp.float64) for k in names] + [y]
+        check_gradients(SMOOTH_LOSS, SMOOTH_GRAD, args)

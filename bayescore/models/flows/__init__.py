@@ -6,5 +6,6 @@ flowjax's fitting routines.
 """
 
 from bayescore.models.flows.bijections import Planar, Radial, planar, radial
+from bayescore.models.flows.smooth import SmoothMixture, smooth_mixture
 
-__all__ = ["Planar", "Radial", "planar", "radial"]
+__all__ = ["Planar", "Radial", "SmoothMixture", "planar", "radial", "smooth_mixture"]

@@ -79,7 +79,7 @@ class Planar(AbstractBijection):
         u = self._u_hat()
         wu = self.weight @ u  # > -1
         target = self.weight @ y + self.bias
-        a = _increasing_root(
+        a = increasing_root(
             lambda a, wu, target: a + wu * jnp.tanh(a) - target,
             target - jnp.abs(wu),
             target + jnp.abs(wu),
@@ -142,8 +142,14 @@ class Radial(AbstractBijection):
         return x, -self._log_det(r, alpha, beta)
 
 
-def _increasing_root(fn: Any, low: Array, high: Array, *args: Array) -> Array:
+def increasing_root(fn: Any, low: Array, high: Array, *args: Array) -> Array:
     """The root of ``fn(a, *args)``, increasing in ``a`` on ``[low, high]`` where it changes sign.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from bayescore.models.flows.bijections import increasing_root
+        >>> round(float(increasing_root(lambda a, c: a**3 - c, 0.0, 2.0, jnp.asarray(2.0))), 5)
+        1.25992
 
     Bisection then Newton, inside ``jax.lax.custom_root``: derivatives with respect to
     ``args`` come from the implicit-function theorem, ``∂a = -∂fn/∂args / ∂fn/∂a``.
@@ -208,4 +214,4 @@ def radial(key: PRNGKeyArray, dim: int, *, init_scale: float = 0.1) -> Radial:
     )
 
 
-__all__ = ["Planar", "Radial", "planar", "radial"]
+__all__ = ["Planar", "Radial", "increasing_root", "planar", "radial"]
