@@ -1,5 +1,9 @@
 """Shared models for the tests: small NumPyro models with known answers."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
@@ -55,3 +59,18 @@ class LinearRegression:
 @pytest.fixture
 def linear_regression():
     return LinearRegression()
+
+
+def run_on_four_cpu_devices(script, marker):
+    """Run ``script`` in a fresh Python with 4 forced CPU devices; assert it printed ``marker``.
+
+    A subprocess, because JAX fixes its device count when it starts.
+    """
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert marker in completed.stdout

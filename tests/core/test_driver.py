@@ -1,8 +1,5 @@
 """bc.sample: BlackJAX kernels plug in, keys, thinning, progress, multi-device sharding."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import blackjax
@@ -13,6 +10,7 @@ import numpy as np
 import bayescore as bc
 from bayescore.core.kernel import Kernel
 from bayescore.metrics import covariance_zscores, mean_zscores
+from tests.conftest import run_on_four_cpu_devices
 
 MEAN = np.array([1.0, -2.0])
 COVARIANCE = np.array([[1.0, 0.6], [0.6, 2.0]])
@@ -211,15 +209,4 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 
 
 def test_chains_sharded_over_four_devices_equal_single_device_run():
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", MULTI_DEVICE_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "MULTI-DEVICE OK" in completed.stdout
+    run_on_four_cpu_devices(MULTI_DEVICE_SCRIPT, "MULTI-DEVICE OK")

@@ -1,9 +1,6 @@
 """Langevin samplers against exact answers: conjugate and Gaussian posteriors, ULA's known
 bias, BAOAB's exact configurational variance, BlackJAX's MALA draw for draw."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import blackjax
@@ -18,6 +15,7 @@ from scipy.stats import chi2, norm
 import bayescore as bc
 from bayescore.core.errors import ArgumentError, DiscreteLatentError, ShapeError
 from bayescore.metrics import covariance_zscores, mean_zscores, zscore_bound
+from tests.conftest import run_on_four_cpu_devices
 
 
 def fixed(method, **kwargs):
@@ -366,15 +364,4 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 
 
 def test_langevin_chains_sharded_over_four_devices_equal_single_device_run():
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", MULTI_DEVICE_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "LANGEVIN MULTI-DEVICE OK" in completed.stdout
+    run_on_four_cpu_devices(MULTI_DEVICE_SCRIPT, "LANGEVIN MULTI-DEVICE OK")

@@ -1,8 +1,5 @@
 """SG-MCMC: minibatch streams, estimators, exact stationary laws, optimizer limits, errors."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -22,6 +19,7 @@ from bayescore.core.errors import ArgumentError, DiscreteLatentError
 from bayescore.inference import sgmcmc
 from bayescore.inference.sgmcmc.samplers import minibatch_noise_variance
 from bayescore.metrics import covariance_zscores, mean_zscores
+from tests.conftest import run_on_four_cpu_devices
 
 
 def gaussian_mean_model(y, batch=None):
@@ -446,18 +444,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
 
 
 def test_data_parallel_over_four_devices_equals_the_single_device_run():
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", DATA_PARALLEL_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "DATA-PARALLEL OK" in completed.stdout
+    run_on_four_cpu_devices(DATA_PARALLEL_SCRIPT, "DATA-PARALLEL OK")
 
 
 # ---------------------------------------------------------------------------- errors
