@@ -51,6 +51,19 @@ class ProgressBar:
             _OPEN.append(self._bar)
         return self
 
+    def advance(self, count: int = 1, **postfix: float) -> None:
+        """From the host (a loop of compiled chunks): move ``count`` on and show ``postfix``.
+
+        Example:
+            >>> from bayescore.core.progress import ProgressBar
+            >>> with ProgressBar(3, enabled=False) as bar:
+            ...     bar.advance(1, loss=0.5)
+        """
+        if self._bar is not None:
+            if postfix:
+                self._bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+            self._bar.update(count)
+
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             if exc[0] is None:
