@@ -66,6 +66,18 @@ def generalised_sigmoid(t: Array, alpha: Array, power: int) -> Array:
     return jnp.where(inside, value, jnp.where(t >= 1.0, 1.0, 0.0))
 
 
+def spread_shifts(num_components: int) -> Array:
+    """Unconstrained shifts placing component ``k`` at :math:`(k + 1/2)/K` (logit of it).
+
+    Example:
+        >>> from bayescore.models.flows.smooth import spread_shifts
+        >>> [round(float(s), 3) for s in spread_shifts(2)]
+        [-1.099, 1.099]
+    """
+    centres = (jnp.arange(num_components) + 0.5) / num_components
+    return jnp.log(centres) - jnp.log1p(-centres)
+
+
 class SmoothMixture(AbstractBijection):
     """Elementwise smooth mixture transformation of ``[0, 1]^d`` or the torus (see module).
 
@@ -173,8 +185,10 @@ def smooth_mixture(
         raise ArgumentError(f"circular must be True or False, got {circular!r}.")
     keys = jax.random.split(key, 5)
     shape = (dim, num_components)
+    noise = [init_scale * jax.random.normal(k, shape) for k in keys]
+    noise[PARAMETERS.index("shift")] += spread_shifts(num_components)
     return SmoothMixture(
-        *(init_scale * jax.random.normal(k, shape) for k in keys),
+        *noise,
         power=power,
         circular=circular,
         shape=(dim,),
@@ -254,12 +268,16 @@ class SmoothCoupling(AbstractBijection):
             activation=nn_activation,
             key=key,
         )
-        # a small last layer starts every layer near one fixed, gentle mixture
+        # A small last layer starts every layer near one fixed mixture, whose components
+        # are spread evenly over the interval, so that their sum is close to the identity.
         last = mlp.layers[-1]
+        moved = dim - untransformed_dim
+        offset = jnp.zeros((len(PARAMETERS), moved, self.num_components))
+        offset = offset.at[PARAMETERS.index("shift")].set(spread_shifts(self.num_components))
         self.conditioner = eqx.tree_at(
             lambda m: (m.layers[-1].weight, m.layers[-1].bias),
             mlp,
-            (init_scale * last.weight, init_scale * last.bias),
+            (init_scale * last.weight, init_scale * last.bias + offset.reshape(-1)),
         )
 
     def _transformer(self, kept: Array, condition: Array | None) -> SmoothMixture:
@@ -285,4 +303,10 @@ class SmoothCoupling(AbstractBijection):
         return jnp.concatenate([kept, x]), log_det
 
 
-__all__ = ["SmoothCoupling", "SmoothMixture", "generalised_sigmoid", "smooth_mixture"]
+__all__ = [
+    "SmoothCoupling",
+    "SmoothMixture",
+    "generalised_sigmoid",
+    "smooth_mixture",
+    "spread_shifts",
+]
