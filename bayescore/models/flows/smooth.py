@@ -71,8 +71,8 @@ def spread_shifts(num_components: int) -> Array:
 
     Example:
         >>> from bayescore.models.flows.smooth import spread_shifts
-        >>> [round(float(s), 3) for s in spread_shifts(2)]
-        [-1.099, 1.099]
+        >>> tuple(round(float(s), 3) for s in spread_shifts(2))
+        (-1.099, 1.099)
     """
     centres = (jnp.arange(num_components) + 0.5) / num_components
     return jnp.log(centres) - jnp.log1p(-centres)

@@ -205,8 +205,8 @@ def fit_to_density(
         >>> flow, history = fit_to_density(
         ...     jax.random.key(0), Normal(jnp.zeros(2)), lambda x: -0.5 * jnp.sum((x - 2.0) ** 2),
         ...     steps=500, learning_rate=0.05, progress=False)
-        >>> [round(float(m), 1) for m in flow.loc]
-        [2.0, 2.0]
+        >>> tuple(round(float(m), 1) for m in flow.loc)
+        (2.0, 2.0)
     """
     _check_flow(flow)
     if flow.cond_shape is not None:
