@@ -25,6 +25,7 @@ from bayescore.core.errors import BayescoreError
 from bayescore.core.kernel import Kernel
 from bayescore.core.result import Result, predict
 from bayescore.core.target import Target
+from bayescore.inference.vi import fit
 
 try:
     __version__ = version("bayescore")
@@ -37,6 +38,7 @@ __all__ = [
     "Result",
     "Target",
     "core",
+    "fit",
     "inference",
     "metrics",
     "models",

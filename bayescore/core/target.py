@@ -37,6 +37,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jax.sharding import PartitionSpec
 from jaxtyping import Array, PRNGKeyArray
 from numpyro import handlers
@@ -308,6 +309,22 @@ class Target(eqx.Module):
     def dim(self) -> int:
         """Number of unconstrained scalar parameters."""
         return sum(math.prod(shape.shape) for shape in jax.tree.leaves(self.example_params.tree))
+
+    def unravel(self) -> Callable[[Array], Params]:
+        """The map from a flat vector of ``dim`` numbers to a parameter pytree.
+
+        The order is ``jax.flatten_util.ravel_pytree``'s; flows and variational families live
+        on this flat space.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> import bayescore as bc
+            >>> target = bc.Target.from_logdensity(lambda p: 0.0, {"a": jnp.zeros(2), "b": 0.0})
+            >>> target.unravel()(jnp.array([1.0, 2.0, 3.0]))["b"].item()
+            3.0
+        """
+        example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.example_params.tree)
+        return ravel_pytree(example)[1]
 
     def logdensity(self, params: Params) -> Array:
         """Full-data log density at unconstrained ``params``, log-Jacobian included.

@@ -30,7 +30,6 @@ import numpy as np
 import optax
 import paramax
 from flowjax.distributions import AbstractDistribution
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from bayescore.core.errors import (
@@ -41,7 +40,8 @@ from bayescore.core.errors import (
     check_positive_float,
     check_positive_int,
 )
-from bayescore.core.progress import ProgressBar, tick
+from bayescore.core.optimise import guarded_update, optimise
+from bayescore.core.progress import ProgressBar
 from bayescore.core.target import Target
 
 logger = logging.getLogger(__name__)
@@ -242,20 +242,14 @@ def fit_to_density(
             f"the reverse-KL loss is not finite at the initial flow: {where}. Make log_density "
             "finite wherever the flow puts mass (e.g. a smooth wall instead of -inf outside a box)."
         )
-    opt_state = optimizer.init(params)
-    with ProgressBar(steps, enabled=progress, description="fit_to_density") as bar:
-        params, losses = _density_steps(
-            params,
-            static,
-            opt_state,
-            key,
-            log_density=log_density,
-            optimizer=optimizer,
-            steps=steps,
-            num_samples=num_samples,
-            stick_the_landing=stick_the_landing,
-            every=bar.every,
-        )
+
+    def loss_fn(params: Any, key: PRNGKeyArray) -> tuple[Array, Array]:
+        loss = _reverse_kl(params, static, log_density, key, num_samples, stick_the_landing)
+        return loss, loss
+
+    params, losses, _ = optimise(
+        loss_fn, params, optimizer, key, steps, progress=progress, description="fit_to_density"
+    )
     losses = np.asarray(losses)
     skipped = int(np.sum(~np.isfinite(losses)))
     if skipped:
@@ -286,19 +280,6 @@ def _nll(params: Any, static: Any, arrays: tuple[Array, ...]) -> Array:
     return -_total_log_prob(params, static, arrays) / arrays[0].shape[0]
 
 
-def _update(
-    optimizer: optax.GradientTransformation, params: Any, opt_state: Any, loss: Array, grads: Any
-) -> tuple[Any, Any]:
-    """One optax step, or none when the loss or a gradient is not finite."""
-    updates, new_state = optimizer.update(grads, opt_state, params)
-    new_params = eqx.apply_updates(params, updates)
-    finite = jnp.isfinite(loss) & jnp.all(
-        jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-    )
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-    return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_state, opt_state)
-
-
 @eqx.filter_jit
 def _epoch(
     params: Any,
@@ -319,7 +300,7 @@ def _epoch(
         params, opt_state = carry
         batch = tuple(a[indices] for a in train)
         loss, grads = jax.value_and_grad(_nll)(params, static, batch)
-        return _update(optimizer, params, opt_state, loss, grads), loss
+        return guarded_update(optimizer, params, opt_state, loss, grads), loss
 
     (params, opt_state), losses = jax.lax.scan(
         step, (params, opt_state), order.reshape(num_batches, batch_size)
@@ -358,33 +339,6 @@ def _reverse_kl(
     else:
         x, log_q = flow.sample_and_log_prob(key, (num_samples,))
     return jnp.mean(log_q - jax.vmap(log_density)(x))
-
-
-@eqx.filter_jit
-def _density_steps(
-    params: Any,
-    static: Any,
-    opt_state: Any,
-    key: PRNGKeyArray,
-    *,
-    log_density: Callable,
-    optimizer: optax.GradientTransformation,
-    steps: int,
-    num_samples: int,
-    stick_the_landing: bool,
-    every: int,
-) -> tuple[Any, Array]:
-    def step(carry: tuple[Any, Any], t: Array) -> tuple[tuple[Any, Any], Array]:
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(_reverse_kl)(
-            params, static, log_density, jax.random.fold_in(key, t), num_samples, stick_the_landing
-        )
-        if every:
-            tick(t, every, steps, 0, 1, True)
-        return _update(optimizer, params, opt_state, loss, grads), loss
-
-    (params, _), losses = jax.lax.scan(step, (params, opt_state), jnp.arange(steps))
-    return params, losses
 
 
 # ---------------------------------------------------------------------- checks
@@ -454,13 +408,12 @@ def _row_log_probs(params: Any, static: Any, arrays: tuple[Array, ...]) -> Array
 def _as_log_density(log_density: Callable | Target, shape: tuple[int, ...]) -> Callable:
     if isinstance(log_density, Target):
         target = log_density
-        example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), target.example_params.tree)
-        flat, unravel = ravel_pytree(example)
-        if shape != flat.shape:
+        if shape != (target.dim,):
             raise ShapeError(
-                f"the flow has shape {shape} but the target has {flat.shape[0]} unconstrained "
-                f"parameters; build the flow on ({flat.shape[0]},)."
+                f"the flow has shape {shape} but the target has {target.dim} unconstrained "
+                f"parameters; build the flow on ({target.dim},)."
             )
+        unravel = target.unravel()
         return lambda x: target.logdensity(unravel(x))
     if not callable(log_density):
         raise ArgumentError(

@@ -1,0 +1,297 @@
+"""``bc.fit``: fit a variational family to a Target; the :class:`Approximation` it returns.
+
+``fit(target, family, objective=, estimator=, optimizer=, num_steps=, key=)`` checks that the
+estimator applies to the objective, then runs ``num_steps`` optax steps of the estimator's
+surrogate in one compiled loop (``bayescore.core.optimise``; non-finite steps are skipped and
+counted). The :class:`Approximation` holds the fitted family and the history, and gives
+draws (constrained, through the Target), densities, an importance-weighted log-evidence
+estimate with its PSIS :math:`\\hat k` (ArviZ), and an ArviZ ``DataTree``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import paramax
+from jaxtyping import Array, PRNGKeyArray
+
+from bayescore.core.errors import InitializationError, check_positive_float, check_positive_int
+from bayescore.core.optimise import optimise
+from bayescore.core.result import Result
+from bayescore.core.target import Target
+from bayescore.inference.vi.estimators import Estimator, check, reparameterisation
+from bayescore.inference.vi.families import check_family
+from bayescore.inference.vi.objectives import Objective, as_objective, elbo
+
+logger = logging.getLogger(__name__)
+DRAWS_PER_STEP = 64  # default draws per step: num_groups * num_particles
+
+
+@dataclasses.dataclass(frozen=True)
+class Approximation:
+    """A fitted variational family over a Target's unconstrained space.
+
+    Attributes:
+        family: the fitted flowjax distribution on ``R^target.dim``.
+        target: the Target it approximates.
+        history: ``{"loss": ..., "objective": ...}`` per step (NumPy arrays).
+        objective: the objective's name; ``estimator``: the estimator's name.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import bayescore as bc
+        >>> from bayescore.inference import vi
+        >>> target = bc.Target.from_logdensity(lambda p: -0.5 * jnp.sum((p - 1.0) ** 2), jnp.zeros(2))
+        >>> approx = bc.fit(target, vi.mean_field(target), num_steps=500, key=jax.random.key(0),
+        ...                 progress=False)
+        >>> round(float(approx.sample(jax.random.key(1), 4000)["x"].mean()), 1)
+        1.0
+    """  # noqa: E501
+
+    family: Any
+    target: Target
+    history: dict[str, np.ndarray]
+    objective: str
+    estimator: str
+
+    def sample_unconstrained(self, key: PRNGKeyArray, num_draws: int) -> Any:
+        """``num_draws`` unconstrained parameter pytrees (leading axis ``num_draws``).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> import bayescore as bc
+            >>> target = bc.Target.from_logdensity(lambda p: -jnp.sum(p["a"] ** 2),
+            ...                                    {"a": jnp.zeros(3)})
+            >>> approx = bc.fit(target, bc.inference.vi.mean_field(target), num_steps=2,
+            ...                 key=jax.random.key(0), progress=False)
+            >>> approx.sample_unconstrained(jax.random.key(1), 5)["a"].shape
+            (5, 3)
+        """
+        num_draws = check_positive_int("num_draws", num_draws)
+        flat = paramax.unwrap(self.family).sample(key, (num_draws,))
+        return jax.vmap(self.target.unravel())(flat)
+
+    def sample(self, key: PRNGKeyArray, num_draws: int) -> dict[str, Array]:
+        """``num_draws`` constrained draws of every site (leading axis ``num_draws``).
+
+        Example:
+            >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+            >>> import bayescore as bc
+            >>> def model():
+            ...     numpyro.sample("scale", dist.HalfNormal(1.0))
+            >>> target = bc.Target.from_numpyro(model)
+            >>> approx = bc.fit(target, bc.inference.vi.mean_field(target), num_steps=2,
+            ...                 key=jax.random.key(0), progress=False)
+            >>> bool((approx.sample(jax.random.key(1), 10)["scale"] > 0).all())
+            True
+        """
+        return jax.vmap(self.target.constrain)(self.sample_unconstrained(key, num_draws))
+
+    def log_prob(self, params: Any) -> Array:
+        """:math:`\\log q` at unconstrained ``params`` (one pytree, or a batch of them).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> import bayescore as bc
+            >>> target = bc.Target.from_logdensity(lambda p: -jnp.sum(p**2), jnp.zeros(2))
+            >>> approx = bc.fit(target, bc.inference.vi.mean_field(target), num_steps=2,
+            ...                 key=jax.random.key(0), progress=False)
+            >>> approx.log_prob(jnp.zeros((3, 2))).shape
+            (3,)
+        """
+        leaves = jax.tree.leaves(params)
+        example = jax.tree.leaves(self.target.example_params.tree)
+        batch = leaves[0].shape[: leaves[0].ndim - len(example[0].shape)]
+        flat = jnp.concatenate([jnp.reshape(leaf, (*batch, -1)) for leaf in leaves], axis=-1)
+        return paramax.unwrap(self.family).log_prob(flat)
+
+    def log_weights(self, key: PRNGKeyArray, num_draws: int) -> tuple[Array, Array]:
+        """``(flat draws, log importance weights log p̃ − log q)`` of ``num_draws`` draws.
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> import bayescore as bc
+            >>> target = bc.Target.from_logdensity(lambda p: -jnp.sum(p**2), jnp.zeros(2))
+            >>> approx = bc.fit(target, bc.inference.vi.mean_field(target), num_steps=2,
+            ...                 key=jax.random.key(0), progress=False)
+            >>> approx.log_weights(jax.random.key(1), 7)[1].shape
+            (7,)
+        """
+        num_draws = check_positive_int("num_draws", num_draws)
+        flat, log_p, log_q = _draws(self.family, self.target, key, num_draws)
+        return flat, log_p - log_q
+
+    def log_evidence(self, key: PRNGKeyArray, num_draws: int = 10_000) -> tuple[float, float]:
+        """``(log Z estimate, PSIS k̂)`` from ``num_draws`` importance weights.
+
+        :math:`\\log \\frac1N \\sum_i w_i` (unbiased for :math:`Z`, biased low in
+        :math:`\\log Z`); :math:`\\hat k` is the Pareto shape of the weights' tail
+        (``arviz_stats`` PSIS): below 0.5 the estimate is reliable, above 0.7 it is not;
+        :math:`-\\infty` when the weights are equal to rounding (:math:`q = p`).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> import bayescore as bc
+            >>> target = bc.Target.from_logdensity(lambda p: -0.5 * jnp.sum(p**2), jnp.zeros(2))
+            >>> approx = bc.fit(target, bc.inference.vi.full_rank(target), num_steps=1000,
+            ...                 key=jax.random.key(0), progress=False)
+            >>> log_z, khat = approx.log_evidence(jax.random.key(1))
+            >>> round(log_z, 2), khat < 0.5  # log Z = log 2π
+            (1.84, True)
+        """
+        from arviz_stats.base import array_stats
+
+        _, log_w = self.log_weights(key, num_draws)
+        log_w = np.asarray(log_w, np.float64)
+        log_z = float(np.logaddexp.reduce(log_w) - np.log(len(log_w)))
+        _, khat = array_stats.psislw(-log_w)  # it takes log-likelihoods: minus log weights
+        if np.isnan(khat) and np.ptp(log_w) < 1e-3:
+            khat = -np.inf  # weights equal to rounding (q = p): a bounded tail, no Pareto fit
+        return log_z, float(khat)
+
+    def to_arviz(self, num_draws: int = 1000, key: PRNGKeyArray | None = None) -> Any:
+        """An ArviZ ``DataTree`` of ``num_draws`` draws (one chain).
+
+        ``posterior`` holds the constrained sites; ``sample_stats`` holds ``lp`` (the
+        Target's log density) and ``log_weight`` (:math:`\\log\\tilde p - \\log q`).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> import bayescore as bc
+            >>> target = bc.Target.from_logdensity(lambda p: -jnp.sum(p**2), jnp.zeros(2))
+            >>> approx = bc.fit(target, bc.inference.vi.mean_field(target), num_steps=2,
+            ...                 key=jax.random.key(0), progress=False)
+            >>> tree = approx.to_arviz(100)
+            >>> sorted(tree.sample_stats.data_vars)
+            ['log_weight', 'lp']
+        """
+        key = jax.random.key(0) if key is None else key
+        num_draws = check_positive_int("num_draws", num_draws)
+        flat, log_p, log_q = _draws(self.family, self.target, key, num_draws)
+        positions = jax.tree.map(lambda a: a[None], jax.vmap(self.target.unravel())(flat))
+        stats = {"lp": log_p[None], "log_weight": (log_p - log_q)[None]}
+        method = f"VI ({self.objective}, {self.estimator})"
+        return Result(positions, stats, None, self.target, method).to_arviz()
+
+
+def fit(
+    target: Target,
+    family: Any,
+    *,
+    objective: Objective | Callable = None,
+    estimator: Estimator | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    learning_rate: float = 1e-2,
+    num_steps: int = 1000,
+    num_groups: int | None = None,
+    key: PRNGKeyArray | int,
+    progress: bool = True,
+) -> Approximation:
+    """Fit ``family`` to ``target`` by maximising ``objective`` with ``estimator``'s gradients.
+
+    Args:
+        target: the Target (its unconstrained space is the family's).
+        family: a flowjax distribution of shape ``(target.dim,)``: ``vi.mean_field``,
+            ``vi.full_rank``, ``vi.low_rank`` or any flow.
+        objective: ``vi.elbo()`` (default), ``vi.iwelbo(K)``, ``vi.renyi(alpha, K)``,
+            ``vi.forward_kl(K)``, or a function ``(log_p, log_q) -> scalar``.
+        estimator: ``vi.reparameterisation()`` (default), ``vi.sticking_the_landing()``,
+            ``vi.score_function()``, ``vi.dreg()``; an estimator that does not apply to the
+            objective raises :class:`~bayescore.core.errors.ArgumentError` saying why.
+        optimizer: an optax optimizer (default ``optax.adam(learning_rate)``).
+        learning_rate: Adam's step size when ``optimizer`` is not given.
+        num_steps: optimiser steps.
+        num_groups: independent groups of ``K`` draws per step (default: 64 draws in all).
+        key: a JAX key or an integer seed.
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`Approximation`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import bayescore as bc
+        >>> from bayescore.inference import vi
+        >>> target = bc.Target.from_logdensity(lambda p: -0.5 * jnp.sum(p**2), jnp.zeros(3))
+        >>> approx = bc.fit(target, vi.full_rank(target), objective=vi.iwelbo(8),
+        ...                 estimator=vi.dreg(), num_steps=300, key=0, progress=False)
+        >>> approx.history["objective"].shape
+        (300,)
+    """
+    if not isinstance(target, Target):
+        from bayescore.core.errors import ArgumentError
+
+        raise ArgumentError(
+            f"target must be a bayescore Target (bc.Target.from_numpyro or from_logdensity), "
+            f"got {type(target).__name__}."
+        )
+    target.require_continuous("variational inference")
+    family = check_family(family, target.dim)
+    objective = as_objective(elbo() if objective is None else objective)
+    estimator = reparameterisation() if estimator is None else estimator
+    check(estimator, objective, family)
+    num_steps = check_positive_int("num_steps", num_steps)
+    check_positive_float("learning_rate", learning_rate)
+    if num_groups is None:
+        num_groups = max(2, DRAWS_PER_STEP // objective.num_particles)
+    num_groups = check_positive_int("num_groups", num_groups)
+    key = jax.random.key(key) if isinstance(key, int) else key
+    optimizer = optimizer if optimizer is not None else optax.adam(learning_rate)
+
+    unravel = target.unravel()
+
+    def log_density(x: Array) -> Array:
+        return target.logdensity(unravel(x))
+
+    params, static = eqx.partition(
+        family, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable)
+    )
+
+    def loss_fn(params: Any, key: PRNGKeyArray) -> tuple[Array, Array]:
+        q = paramax.unwrap(eqx.combine(params, static))
+        return estimator.surrogate(q, log_density, objective, key, num_groups)
+
+    start_key = jax.random.fold_in(key, num_steps)
+    start, _ = eqx.filter_jit(loss_fn)(params, start_key)
+    if not np.isfinite(float(start)):
+        flat, log_p, log_q = _draws(family, target, start_key, 16)
+        bad = int(np.argmax(~np.isfinite(np.asarray(log_p - log_q))))
+        raise InitializationError(
+            f"the {objective.name} is not finite at the initial family: at the draw "
+            f"{target.explain_nonfinite(unravel(flat[bad]))}. Start the family where the "
+            "target's log density is finite (e.g. a smaller init_scale)."
+        )
+    params, losses, values = optimise(
+        loss_fn, params, optimizer, key, num_steps, progress=progress, description="fit"
+    )
+    losses, values = np.asarray(losses), np.asarray(values)
+    skipped = int(np.sum(~np.isfinite(losses)))
+    if skipped:
+        logger.warning("fit skipped %d of %d steps whose loss was not finite.", skipped, num_steps)
+    return Approximation(
+        eqx.combine(params, static),
+        target,
+        {"loss": losses, "objective": values},
+        objective.name,
+        estimator.name,
+    )
+
+
+@eqx.filter_jit
+def _draws(family: Any, target: Target, key: PRNGKeyArray, num_draws: int) -> Any:
+    """``(flat draws, log p̃, log q)``; for a stochastic flow, ``log q`` is the path's."""
+    unravel = target.unravel()
+    flat, log_q = paramax.unwrap(family).sample_and_log_prob(key, (num_draws,))
+    log_p = jax.vmap(lambda x: target.logdensity(unravel(x)))(flat)
+    return flat, log_p, log_q
+
+
+__all__ = ["Approximation", "fit"]
