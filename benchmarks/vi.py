@@ -1,0 +1,256 @@
+"""Variational inference: bc.fit vs NumPyro's SVI autoguides and flowjax's VI loop.
+
+What is measured
+================
+
+Three targets, NumPyro models (float32):
+
+* ``funnel``: Neal's funnel, d = 10, ``v ~ N(0, 3²)``, ``x_i ~ N(0, e^{v/2})``; log Z = 0.
+* ``banana``: ``x0 ~ N(0, 10²)``, ``x1 ~ N(0.03 (x0² − 100), 1)`` (inference gym); log Z = 0.
+* ``logistic``: Bayesian logistic regression, N = 2000, d = 10, ``w ~ N(0, I)``.
+
+Pairs of runners with the same family, objective (ELBO), draws per step (16), optimiser
+(``optax.adam(1e-2)``, for the flows 3e-3) and number of steps:
+
+* mean-field normal: ``bc.fit(target, vi.mean_field(target))`` vs NumPyro ``SVI`` with
+  ``AutoNormal`` and ``Trace_ELBO(num_particles=16)``;
+* full-rank normal: ``vi.full_rank`` vs ``AutoMultivariateNormal``;
+* IAF: ``bc.fit`` on flowjax's ``masked_autoregressive_flow(invert=False)`` (2 layers,
+  width 32) vs NumPyro's ``AutoIAFNormal(num_flows=2, hidden_dims=[32])``, and vs flowjax's
+  own loop ``fit_to_key_based_loss`` with ``ElboLoss`` on the same flow object.
+
+*run s*: wall time minus JAX compile work of a second call (both libraries recompile on
+every call), ``block_until_ready``; *µs/step*; *ratio*: bayescore ÷ peer (target ≤ 0.7
+against NumPyro). *ELBO*, *log Z* (importance-weighted, ``log mean w``) and *k̂* (PSIS,
+``arviz_stats``, the same code for every runner) from 10⁴ draws of each fitted
+approximation; NumPyro's log weights come from its own guide and model traces.
+
+``--quick``: fewer steps. Run ``python benchmarks/vi.py [--quick]`` or
+``bayescore bench vi [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+from arviz_stats.base import array_stats
+from flowjax.distributions import StandardNormal
+from flowjax.train import fit_to_key_based_loss
+from flowjax.train.losses import ElboLoss
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoIAFNormal, AutoMultivariateNormal, AutoNormal
+from numpyro.infer.importance import _compute_log_weights
+
+import bayescore as bc
+from bayescore.inference import vi
+from bayescore.models.flows import masked_autoregressive_flow
+
+
+def load_core() -> ModuleType:
+    """``benchmarks/core.py``, by path: the bench runner loads modules from files, not a package."""
+    name = "bayescore_bench_core_shared"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("core.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+core = load_core()
+SEED = core.SEED
+DRAWS = 16
+EVAL_DRAWS = 10_000
+LEARNING_RATE = 1e-2
+FLOW_LEARNING_RATE = 3e-3
+
+
+def funnel(dim: int = 10) -> None:
+    v = numpyro.sample("v", dist.Normal(0.0, 3.0))
+    numpyro.sample("x", dist.Normal(0.0, jnp.exp(v / 2)).expand([dim - 1]).to_event(1))
+
+
+def banana() -> None:
+    x0 = numpyro.sample("x0", dist.Normal(0.0, 10.0))
+    numpyro.sample("x1", dist.Normal(0.03 * (x0**2 - 100.0), 1.0))
+
+
+def logistic(x: Any, y: Any) -> None:
+    w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    numpyro.sample("y", dist.Bernoulli(logits=x @ w), obs=y)
+
+
+def logistic_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(SEED)
+    x = rng.normal(size=(2000, 10)).astype(np.float32)
+    logits = x @ rng.normal(size=10)
+    return x, (rng.uniform(size=2000) < 1 / (1 + np.exp(-logits))).astype(np.float32)
+
+
+def summary(log_w: np.ndarray) -> dict[str, float]:
+    """ELBO, IW log Z and PSIS k̂ of log importance weights (same code for every runner)."""
+    log_w = np.asarray(log_w, np.float64)
+    log_w = log_w[np.isfinite(log_w)]
+    _, khat = array_stats.psislw(-log_w)
+    return {
+        "elbo": float(np.mean(log_w)),
+        "log_z": float(np.logaddexp.reduce(log_w) - np.log(len(log_w))),
+        "khat": float(khat),
+    }
+
+
+def numpyro_log_weights(model: Any, guide: Any, params: Any, args: tuple) -> np.ndarray:
+    keys = jax.random.split(jax.random.key(SEED + 7), EVAL_DRAWS)
+    compute = jax.jit(jax.vmap(lambda k: _compute_log_weights(k, params, model, guide, args, {})))
+    return np.asarray(compute(keys))
+
+
+def problem_rows(name: str, model: Any, args: tuple, steps: int) -> list[dict[str, Any]]:
+    target = bc.Target.from_numpyro(model, *args)
+    dim = target.dim
+    iaf = masked_autoregressive_flow(
+        jax.random.key(SEED),
+        base_dist=StandardNormal((dim,)),
+        flow_layers=2,
+        nn_width=32,
+        invert=False,
+    )
+    pairs = {
+        "mean-field": (vi.mean_field(target), AutoNormal, {}, LEARNING_RATE),
+        "full-rank": (vi.full_rank(target), AutoMultivariateNormal, {}, LEARNING_RATE),
+        "IAF": (iaf, AutoIAFNormal, {"num_flows": 2, "hidden_dims": [32]}, FLOW_LEARNING_RATE),
+    }
+    rows = []
+    for family_name, (family, guide_class, guide_kwargs, rate) in pairs.items():
+        optimizer = optax.adam(rate)
+        guide = guide_class(model, **guide_kwargs)
+        svi = SVI(model, guide, optimizer, Trace_ELBO(num_particles=DRAWS))
+        fitted: dict[str, Any] = {}
+
+        def ours(family=family, optimizer=optimizer, fitted=fitted):
+            fitted["bayescore"] = bc.fit(
+                target,
+                family,
+                optimizer=optimizer,
+                num_steps=steps,
+                num_groups=DRAWS,
+                key=SEED,
+                progress=False,
+            )
+            return fitted["bayescore"].family
+
+        def numpyro_run(svi=svi, fitted=fitted):
+            fitted["numpyro"] = svi.run(jax.random.key(SEED), steps, *args, progress_bar=False)
+            return fitted["numpyro"].params
+
+        calls = {"bayescore": ours, f"numpyro {guide_class.__name__}": numpyro_run}
+        if family_name == "IAF":
+            loss = ElboLoss(lambda x: target.logdensity(target.unravel()(x)), DRAWS)
+
+            def flowjax_run(family=family, optimizer=optimizer, fitted=fitted, loss=loss):
+                fitted["flowjax"] = fit_to_key_based_loss(
+                    jax.random.key(SEED),
+                    family,
+                    loss_fn=loss,
+                    steps=steps,
+                    optimizer=optimizer,
+                    show_progress=False,
+                )[0]
+                return fitted["flowjax"]
+
+            calls["flowjax fit_to_key_based_loss"] = flowjax_run
+        timings = core.measure(calls, 1, f"{name} {family_name}")
+        reference = timings["bayescore"][0]
+        for runner, (timing, _) in timings.items():
+            if runner == "bayescore":
+                _, log_w = fitted["bayescore"].log_weights(jax.random.key(SEED + 7), EVAL_DRAWS)
+            elif runner.startswith("numpyro"):
+                log_w = numpyro_log_weights(model, guide, fitted["numpyro"].params, args)
+            else:
+                approx = vi.Approximation(fitted["flowjax"], target, {}, "ELBO", "flowjax")
+                _, log_w = approx.log_weights(jax.random.key(SEED + 7), EVAL_DRAWS)
+            rows.append(
+                {
+                    "problem": name,
+                    "family": family_name,
+                    "runner": runner,
+                    "steps": steps,
+                    "compile_s": timing.first_compile,
+                    "run_s": timing.run_median,
+                    "us_per_step": 1e6 * timing.run_median / steps,
+                    "ratio": None
+                    if runner == "bayescore"
+                    else reference.run_median / timing.run_median,
+                    **summary(np.asarray(log_w)),
+                }
+            )
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], steps: int, load: Any) -> str:
+    fmt = core.fmt
+    lines = [
+        f"ELBO fits, {steps} steps of {DRAWS} draws, Adam ({LEARNING_RATE:g}; flows "
+        f"{FLOW_LEARNING_RATE:g}); {jax.default_backend()}, {os.cpu_count()} CPU cores, load "
+        f"average {load[0]:.1f} before / {load[1]:.1f} after. *run*: wall minus compile work "
+        "of the second call. *ratio*: bayescore ÷ runner (target ≤ 0.7 vs NumPyro). ELBO, "
+        f"log Z and k̂ from {EVAL_DRAWS:,d} draws (funnel and banana: log Z = 0 exactly).",
+        "",
+        "| problem | family | runner | compile s | run s | µs per step | ratio | ELBO | log Z "
+        "| k̂ |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['problem']} | {r['family']} | {r['runner']} | {fmt(r['compile_s'], '.1f')} "
+            f"| {fmt(r['run_s'], '.2f')} | {fmt(r['us_per_step'], '.0f')} "
+            f"| {fmt(r['ratio'], '.2f')} | {fmt(r['elbo'], '.3f')} | {fmt(r['log_z'], '.3f')} "
+            f"| {fmt(r['khat'], '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Every problem and family; returns ``{"area": "vi", "rows": [...], "markdown": "..."}``."""
+    steps = 200 if quick else 3000
+    load_before = os.getloadavg()[0]
+    rows: list[dict[str, Any]] = []
+    problems = {
+        "funnel": (funnel, ()),
+        "banana": (banana, ()),
+        "logistic": (logistic, logistic_data()),
+    }
+    for name, (model, args) in problems.items():
+        rows += problem_rows(name, model, args, steps)
+    load = (load_before, os.getloadavg()[0])
+    for item in rows:
+        item.update(backend=jax.default_backend())
+    return {
+        "area": "vi",
+        "rows": rows,
+        "markdown": markdown(rows, steps, load),
+        "load_average": load,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps")
+    args = parser.parse_args()
+    print(run(quick=args.quick)["markdown"])
+
+
+if __name__ == "__main__":
+    main()
