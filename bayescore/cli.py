@@ -98,6 +98,15 @@ def bench(areas: list[str], quick: bool, directory: str | None) -> list[Path]:
         modules = [p for p in modules if p.stem in wanted]
     results = folder / "results"
     results.mkdir(exist_ok=True)
+    # The modules share benchmarks/core.py as `import core`, as when run as scripts.
+    sys.path.insert(0, str(folder))
+    try:
+        return _run_benchmarks(modules, results, quick)
+    finally:
+        sys.path.remove(str(folder))
+
+
+def _run_benchmarks(modules: list[Path], results: Path, quick: bool) -> list[Path]:
     written = []
     for path in modules:
         spec = importlib.util.spec_from_file_location(f"bayescore_bench_{path.stem}", path)

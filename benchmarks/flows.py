@@ -41,13 +41,10 @@ benchmarks/flows.py [--quick]`` or ``bayescore bench flows [--quick]``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
+import core  # benchmarks/core.py: timing helpers (this folder is on sys.path)
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -66,19 +63,6 @@ from bayescore.models.flows import (
     smooth_flow,
 )
 
-
-def load_core() -> ModuleType:
-    """``benchmarks/core.py``, by path: the bench runner loads modules from files, not a package."""
-    name = "bayescore_bench_core_shared"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("core.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-core = load_core()
 SEED = core.SEED
 BATCH = 256
 VAL_PROP = 0.1

@@ -95,15 +95,12 @@ Run ``python benchmarks/langevin.py [--quick]`` or ``bayescore bench langevin [-
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
 import blackjax
+import core  # benchmarks/core.py: timing helpers (this folder is on sys.path)
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -114,19 +111,6 @@ from jaxtyping import Array
 import bayescore as bc
 from bayescore.core.driver import run_keys
 
-
-def load_core() -> ModuleType:
-    """``benchmarks/core.py``, by path: the bench runner loads modules from files, not a package."""
-    name = "bayescore_bench_core_shared"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("core.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-core = load_core()
 NUM_CHAINS = core.NUM_CHAINS
 SEED = core.SEED
 MALT_STEPS = 10

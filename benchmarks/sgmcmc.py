@@ -83,11 +83,10 @@ import os
 import sys
 import time
 import types
-from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
 import blackjax
+import core  # benchmarks/core.py: timing helpers (this folder is on sys.path)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,19 +98,6 @@ from jaxtyping import Array
 import bayescore as bc
 from bayescore.metrics import imq_ksd
 
-
-def load_core() -> ModuleType:
-    """``benchmarks/core.py``, by path: the bench runner loads modules from files, not a package."""
-    name = "bayescore_bench_core_shared"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("core.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-core = load_core()
 SEED = core.SEED
 STEP_SIZE = 1e-5
 FRICTION = 0.1

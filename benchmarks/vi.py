@@ -32,13 +32,10 @@ approximation; NumPyro's log weights come from its own guide and model traces.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import core  # benchmarks/core.py: timing helpers (this folder is on sys.path)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,19 +54,6 @@ import bayescore as bc
 from bayescore.inference import vi
 from bayescore.models.flows import masked_autoregressive_flow
 
-
-def load_core() -> ModuleType:
-    """``benchmarks/core.py``, by path: the bench runner loads modules from files, not a package."""
-    name = "bayescore_bench_core_shared"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("core.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-core = load_core()
 SEED = core.SEED
 DRAWS = 16
 EVAL_DRAWS = 10_000
