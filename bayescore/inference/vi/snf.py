@@ -155,15 +155,19 @@ class StochasticFlow(AbstractDistribution):
         parameters = method.prepare(block.step_size, jnp.ones(self.shape[0]))
         value, grad = jax.value_and_grad(density.logdensity)(y)
         state = LangevinState(y, value, grad)
-        entropy = jnp.zeros(())
-        for step_key in jax.random.split(key, block.num_steps):
+
+        def step(carry: tuple[LangevinState, Array], step_key: Array) -> tuple[tuple, None]:
+            state, entropy = carry
             new, info = method._move(density, step_key, state, parameters, block.adjusted)
             # ΔS: log π(y) − log π(y') for a reversible (adjusted) step; for ULA the
             # transition-density ratio, i.e. that minus the step's energy error.
             delta = state.logdensity - new.logdensity
             if not block.adjusted:
                 delta = delta - info.energy_error
-            entropy, state = entropy + delta, new
+            return (new, entropy + delta), None
+
+        steps = jax.random.split(key, block.num_steps)
+        (state, entropy), _ = jax.lax.scan(step, (state, jnp.zeros(())), steps)
         return state.position, entropy
 
 

@@ -18,6 +18,7 @@ from bayescore.models.flows.flows import (
     smooth_flow,
     to_numpyro,
 )
+from bayescore.models.flows.score import sample_with_score
 from bayescore.models.flows.smooth import SmoothCoupling, SmoothMixture, smooth_mixture
 from bayescore.models.flows.train import fit_to_data, fit_to_density
 
@@ -35,6 +36,7 @@ __all__ = [
     "planar_flow",
     "radial",
     "radial_flow",
+    "sample_with_score",
     "smooth_flow",
     "smooth_mixture",
     "to_numpyro",
