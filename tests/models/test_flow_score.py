@@ -53,9 +53,9 @@ def test_radial_score_rule_is_the_dense_solve(case, data):
     with jax.enable_x64(True):
         layer = build_radial(params)
         score = data.draw(vectors(len(x)))
-        if np.allclose(x, params["centre"]):
-            # At the centre jacfwd of |x - x0| is 0/0; the map is (1 + β/α)·I there and the
-            # log-det's gradient vanishes by symmetry.
+        if np.array_equal(x, params["centre"]):
+            # Exactly at the centre jacfwd of |x - x0| is 0/0; the map is (1 + β/α)·I there
+            # and the rule takes the log-det's (symmetric) subgradient 0.
             alpha, beta = layer._alpha_beta()
             _, _, pushed = push(layer, jnp.asarray(x), jnp.asarray(score))
             np.testing.assert_allclose(pushed, score / (1 + beta / alpha), rtol=1e-10)
