@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bayescore.cli import main
+from bayescore.demo import SECTIONS
 
 
 def test_info_lists_versions_devices_and_x64(capsys):
@@ -14,19 +17,34 @@ def test_info_lists_versions_devices_and_x64(capsys):
         assert word in out
 
 
-def test_demo_quick_writes_page_plots_and_posteriors(tmp_path):
+@pytest.mark.parametrize("section", SECTIONS)
+def test_demo_quick_writes_each_section(section, tmp_path):
+    # One section per test, so the sections spread over the test workers; together they
+    # are `make demo --quick`.
     out = tmp_path / "demo"
     completed = subprocess.run(
-        [sys.executable, "-m", "bayescore.cli", "demo", "--quick", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bayescore.cli",
+            "demo",
+            "--quick",
+            "--section",
+            section,
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     page = (out / "index.html").read_text()
-    assert "eight schools" in page and "<table" in page and "r_hat" in page
-    assert (out / "eight_schools_trace.png").stat().st_size > 10_000
-    assert (out / "eight_schools_posterior.nc").stat().st_size > 10_000
+    assert "<h2>" in page and ("<img" in page or "<table" in page)
+    if section == "foundation":
+        assert "eight schools" in page and "<table" in page and "r_hat" in page
+        assert (out / "eight_schools_trace.png").stat().st_size > 10_000
+        assert (out / "eight_schools_posterior.nc").stat().st_size > 10_000
 
 
 def test_bench_runs_each_module_and_writes_results(tmp_path, capsys):

@@ -8,6 +8,7 @@ poisons the parameters.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,21 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from bayescore.core.progress import ProgressBar, tick
+
+
+@functools.cache
+def adam(learning_rate: float) -> optax.GradientTransformation:
+    """``optax.adam(learning_rate)``, one object per step size.
+
+    optax builds new closures on every call, and a compiled loop is keyed on them; sharing
+    one Adam per step size lets repeated fits (``bc.fit``, ``fit_lightsb``) reuse the loop.
+
+    Example:
+        >>> from bayescore.core.optimise import adam
+        >>> adam(1e-2) is adam(1e-2)
+        True
+    """
+    return optax.adam(learning_rate)
 
 
 def guarded_update(
@@ -95,4 +111,4 @@ def _scan(
     return params, losses, aux
 
 
-__all__ = ["guarded_update", "optimise"]
+__all__ = ["adam", "guarded_update", "optimise"]

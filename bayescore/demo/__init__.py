@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ["foundation", "langevin", "sgmcmc", "flows", "vi"]
+SECTIONS = ["foundation", "langevin", "sgmcmc", "flows", "vi", "bridge"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }

@@ -286,6 +286,37 @@ def test_user_defined_objective_and_constrained_draws():
     assert np.isfinite(approx.history["objective"]).all()
 
 
+def test_a_second_equal_fit_reuses_the_compiled_loop(caplog):
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    def run(y, flow_family):
+        target = bc.Target.from_numpyro(model, y)
+        family = flow_family if flow_family is not None else vi.full_rank(target)
+        bc.fit(
+            target,
+            family,
+            objective=vi.iwelbo(4),
+            estimator=vi.dreg(),
+            num_steps=20,
+            key=0,
+            progress=False,
+        )
+
+    flow = flows.masked_autoregressive_flow(
+        jax.random.key(0), base_dist=StandardNormal((1,)), invert=False, nn_width=4
+    )
+    for family in (None, flow):
+        run(jnp.zeros(3), family)  # compiles
+        with jax.log_compiles(True), caplog.at_level("WARNING"):
+            caplog.clear()
+            # New target, family (equal, or the same flow object), objective and estimator.
+            run(jnp.ones(3), family)
+        compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+        assert not [m for m in compiled if "_scan" in m], compiled
+
+
 def double_well(x):
     """An unnormalised 1-D double well, log p̃(x) = -(x² - 2)² / 2 (modes at ±√2)."""
     return -0.5 * (x[0] ** 2 - 2.0) ** 2

@@ -24,6 +24,7 @@ them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -63,14 +64,9 @@ def reparameterisation() -> Estimator:
         'reparameterisation'
     """
 
-    def surrogate(family: Any, log_density: Callable, objective: Objective, key: Any, groups: int):
-        z, log_q = family.sample_and_log_prob(key, (groups, objective.num_particles))
-        value = objective.fn(_log_p(log_density, z), log_q)
-        return -value, value
-
     return Estimator(
         "reparameterisation",
-        surrogate,
+        _reparameterisation,
         ("elbo", "iwelbo", "renyi", "custom"),
         "the forward-KL update is taken at fixed draws; use vi.score_function()",
     )
@@ -88,14 +84,9 @@ def sticking_the_landing() -> Estimator:
         ('elbo',)
     """
 
-    def surrogate(family: Any, log_density: Callable, objective: Objective, key: Any, groups: int):
-        z = family.sample(key, (groups, objective.num_particles))
-        value = objective.fn(_log_p(log_density, z), frozen(family).log_prob(z))
-        return -value, value
-
     return Estimator(
         "sticking the landing",
-        surrogate,
+        _sticking_the_landing,
         ("elbo",),
         "dropping the score term is unbiased only for the ELBO (for the IWELBO use vi.dreg())",
     )
@@ -116,30 +107,9 @@ def score_function(baseline: bool = True) -> Estimator:
         'score function'
     """
 
-    def surrogate(family: Any, log_density: Callable, objective: Objective, key: Any, groups: int):
-        z = jax.lax.stop_gradient(family.sample(key, (groups, objective.num_particles)))
-        log_q = family.log_prob(z)
-        log_p = _log_p(log_density, z)
-        if objective.kind == "forward_kl":
-            value = objective.fn(log_p, log_q)
-            return -value, value
-        per_group = jax.vmap(lambda p, q: objective.fn(p[None], q[None]))(log_p, log_q)
-        if baseline:
-            if groups < 2:
-                raise ArgumentError(
-                    "the score-function baseline is the mean over the other groups: pass "
-                    "num_groups >= 2, or score_function(baseline=False)."
-                )
-            base = (jnp.sum(per_group) - per_group) / (groups - 1)
-        else:
-            base = jnp.zeros_like(per_group)
-        advantage = jax.lax.stop_gradient(per_group - base)
-        value = jnp.mean(per_group)
-        return -(value + jnp.mean(advantage * jnp.sum(log_q, axis=-1))), value
-
     return Estimator(
         "score function",
-        surrogate,
+        _ScoreFunction(bool(baseline)),
         ("elbo", "iwelbo", "renyi", "forward_kl", "custom"),
         "",
     )
@@ -159,16 +129,9 @@ def dreg() -> Estimator:
         'DReG'
     """
 
-    def surrogate(family: Any, log_density: Callable, objective: Objective, key: Any, groups: int):
-        z = family.sample(key, (groups, objective.num_particles))
-        log_w = _log_p(log_density, z) - frozen(family).log_prob(z)
-        weights = jax.lax.stop_gradient(jax.nn.softmax(log_w, axis=-1))
-        value = jax.lax.stop_gradient(jnp.mean(_log_mean_exp(log_w)))
-        return -jnp.mean(jnp.sum(weights**2 * log_w, axis=-1)), value
-
     return Estimator(
         "DReG",
-        surrogate,
+        _dreg,
         ("iwelbo",),
         "the doubly reparameterised estimator is derived for the IWELBO only",
     )
@@ -193,27 +156,9 @@ def fast_path() -> Estimator:
         >>> vi.fast_path().valid
         ('elbo', 'iwelbo')
     """
-    from bayescore.models.flows.score import sample_with_score
-
-    def surrogate(family: Any, log_density: Callable, objective: Objective, key: Any, groups: int):
-        shape = (groups, objective.num_particles)
-        z, log_q, score = sample_with_score(family, key, shape)
-        log_q = jax.lax.stop_gradient(log_q)
-        flat = jax.lax.stop_gradient(z).reshape(-1, z.shape[-1])
-        log_p, grad_p = jax.vmap(jax.value_and_grad(log_density))(flat)
-        log_p, grad_p = log_p.reshape(shape), grad_p.reshape(z.shape)
-        value = jax.lax.stop_gradient(objective.fn(log_p, log_q))
-        if objective.kind == "iwelbo":
-            coefficient = jax.nn.softmax(log_p - log_q, axis=-1) ** 2
-        else:
-            coefficient = jnp.full(shape, 1.0 / objective.num_particles, z.dtype)
-        force = jax.lax.stop_gradient(coefficient[..., None] * (grad_p - score))
-        path = jnp.mean(jnp.sum(force * z, axis=(-2, -1)))
-        return -(path - jax.lax.stop_gradient(path)) - value, value
-
     return Estimator(
         "fast path",
-        surrogate,
+        _fast_path,
         ("elbo", "iwelbo"),
         "it is the path gradient of the ELBO (sticking the landing) and of the IWELBO (DReG) only",
     )
@@ -263,6 +208,85 @@ def frozen(family: Any) -> Any:
     """
     params, static = eqx.partition(family, eqx.is_inexact_array)
     return eqx.combine(jax.lax.stop_gradient(params), static)
+
+
+# The surrogates live at module level (score_function's is a frozen dataclass) so that two
+# calls of ``vi.dreg()`` compare equal: ``bc.fit`` then reuses its compiled loop.
+
+
+def _reparameterisation(
+    family: Any, log_density: Callable, objective: Objective, key: Any, groups: int
+) -> tuple[Array, Array]:
+    z, log_q = family.sample_and_log_prob(key, (groups, objective.num_particles))
+    value = objective.fn(_log_p(log_density, z), log_q)
+    return -value, value
+
+
+def _sticking_the_landing(
+    family: Any, log_density: Callable, objective: Objective, key: Any, groups: int
+) -> tuple[Array, Array]:
+    z = family.sample(key, (groups, objective.num_particles))
+    value = objective.fn(_log_p(log_density, z), frozen(family).log_prob(z))
+    return -value, value
+
+
+@dataclasses.dataclass(frozen=True)
+class _ScoreFunction:
+    baseline: bool
+
+    def __call__(
+        self, family: Any, log_density: Callable, objective: Objective, key: Any, groups: int
+    ) -> tuple[Array, Array]:
+        z = jax.lax.stop_gradient(family.sample(key, (groups, objective.num_particles)))
+        log_q = family.log_prob(z)
+        log_p = _log_p(log_density, z)
+        if objective.kind == "forward_kl":
+            value = objective.fn(log_p, log_q)
+            return -value, value
+        per_group = jax.vmap(lambda p, q: objective.fn(p[None], q[None]))(log_p, log_q)
+        if self.baseline:
+            if groups < 2:
+                raise ArgumentError(
+                    "the score-function baseline is the mean over the other groups: pass "
+                    "num_groups >= 2, or score_function(baseline=False)."
+                )
+            base = (jnp.sum(per_group) - per_group) / (groups - 1)
+        else:
+            base = jnp.zeros_like(per_group)
+        advantage = jax.lax.stop_gradient(per_group - base)
+        value = jnp.mean(per_group)
+        return -(value + jnp.mean(advantage * jnp.sum(log_q, axis=-1))), value
+
+
+def _dreg(
+    family: Any, log_density: Callable, objective: Objective, key: Any, groups: int
+) -> tuple[Array, Array]:
+    z = family.sample(key, (groups, objective.num_particles))
+    log_w = _log_p(log_density, z) - frozen(family).log_prob(z)
+    weights = jax.lax.stop_gradient(jax.nn.softmax(log_w, axis=-1))
+    value = jax.lax.stop_gradient(jnp.mean(_log_mean_exp(log_w)))
+    return -jnp.mean(jnp.sum(weights**2 * log_w, axis=-1)), value
+
+
+def _fast_path(
+    family: Any, log_density: Callable, objective: Objective, key: Any, groups: int
+) -> tuple[Array, Array]:
+    from bayescore.models.flows.score import sample_with_score
+
+    shape = (groups, objective.num_particles)
+    z, log_q, score = sample_with_score(family, key, shape)
+    log_q = jax.lax.stop_gradient(log_q)
+    flat = jax.lax.stop_gradient(z).reshape(-1, z.shape[-1])
+    log_p, grad_p = jax.vmap(jax.value_and_grad(log_density))(flat)
+    log_p, grad_p = log_p.reshape(shape), grad_p.reshape(z.shape)
+    value = jax.lax.stop_gradient(objective.fn(log_p, log_q))
+    if objective.kind == "iwelbo":
+        coefficient = jax.nn.softmax(log_p - log_q, axis=-1) ** 2
+    else:
+        coefficient = jnp.full(shape, 1.0 / objective.num_particles, z.dtype)
+    force = jax.lax.stop_gradient(coefficient[..., None] * (grad_p - score))
+    path = jnp.mean(jnp.sum(force * z, axis=(-2, -1)))
+    return -(path - jax.lax.stop_gradient(path)) - value, value
 
 
 def _log_p(log_density: Callable, z: Array) -> Array:

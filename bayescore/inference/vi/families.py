@@ -14,8 +14,10 @@ Every family is a flowjax distribution (an immutable pytree with ``sample``, ``l
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import paramax
@@ -52,9 +54,18 @@ def full_rank(target: Target | int, *, init_scale: float = 0.1) -> Transformed:
         (4, 2)
     """
     dim = _dim(target)
-    return Transformed(
-        StandardNormal((dim,)), TriangularAffine(jnp.zeros(dim), init_scale * jnp.eye(dim))
-    )
+    affine = TriangularAffine(jnp.zeros(dim), init_scale * jnp.eye(dim))
+    # flowjax builds a new closure per instance; one module-level function instead lets two
+    # equal families share bc.fit's compiled loop.
+    affine = eqx.tree_at(lambda bijection: bijection.triangular.fn, affine, _lower_triangular)
+    return Transformed(StandardNormal((dim,)), affine)
+
+
+@functools.partial(jnp.vectorize, signature="(d,d)->(d,d)")
+def _lower_triangular(arr: Array) -> Array:
+    """flowjax's TriangularAffine parameterisation: the lower triangle, softplus diagonal."""
+    tri = jnp.tril(arr)
+    return jnp.fill_diagonal(tri, jax.nn.softplus(jnp.diag(tri)), inplace=False)
 
 
 def low_rank(target: Target | int, rank: int, *, init_scale: float = 0.1) -> LowRankNormal:

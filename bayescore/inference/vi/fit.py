@@ -24,7 +24,7 @@ import paramax
 from jaxtyping import Array, PRNGKeyArray
 
 from bayescore.core.errors import InitializationError, check_positive_float, check_positive_int
-from bayescore.core.optimise import optimise
+from bayescore.core.optimise import adam, optimise
 from bayescore.core.result import Result
 from bayescore.core.target import Target
 from bayescore.inference.vi.estimators import Estimator, check, reparameterisation
@@ -216,6 +216,12 @@ def fit(
     Returns:
         An :class:`Approximation`.
 
+    The compiled loop is cached: a second call with an equal configuration (a built-in family
+    of the same size or the same flow object, the same objective, estimator and optimizer
+    object, a Target of the same model and data shapes, the same ``num_steps``) only runs.
+    flowjax's coupling and autoregressive layers hold per-instance closures, so a newly built
+    flow compiles again; so does a newly built optax optimizer (the default Adam is shared).
+
     Example:
         >>> import jax, jax.numpy as jnp
         >>> import bayescore as bc
@@ -244,23 +250,15 @@ def fit(
         num_groups = max(2, DRAWS_PER_STEP // objective.num_particles)
     num_groups = check_positive_int("num_groups", num_groups)
     key = jax.random.key(key) if isinstance(key, int) else key
-    optimizer = optimizer if optimizer is not None else optax.adam(learning_rate)
+    optimizer = optimizer if optimizer is not None else adam(learning_rate)
 
     unravel = target.unravel()
-
-    def log_density(x: Array) -> Array:
-        return target.logdensity(unravel(x))
-
     params, static = eqx.partition(
         family, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable)
     )
-
-    def loss_fn(params: Any, key: PRNGKeyArray) -> tuple[Array, Array]:
-        q = paramax.unwrap(eqx.combine(params, static))
-        return estimator.surrogate(q, log_density, objective, key, num_groups)
-
+    loss_fn = _Surrogate(estimator, objective, static, target, num_groups)
     start_key = jax.random.fold_in(key, num_steps)
-    start, _ = eqx.filter_jit(loss_fn)(params, start_key)
+    start, _ = _evaluate(loss_fn, params, start_key)
     if not np.isfinite(float(start)):
         flat, log_p, log_q = _draws(family, target, start_key, 16)
         bad = int(np.argmax(~np.isfinite(np.asarray(log_p - log_q))))
@@ -283,6 +281,30 @@ def fit(
         objective.name,
         estimator.name,
     )
+
+
+class _Surrogate(eqx.Module):
+    """The loss of one step as a pytree: equal configurations reuse the compiled loop."""
+
+    estimator: Estimator
+    objective: Objective
+    static: Any
+    target: Target
+    num_groups: int = eqx.field(static=True)
+
+    def __call__(self, params: Any, key: PRNGKeyArray) -> tuple[Array, Array]:
+        unravel = self.target.unravel()
+
+        def log_density(x: Array) -> Array:
+            return self.target.logdensity(unravel(x))
+
+        q = paramax.unwrap(eqx.combine(params, self.static))
+        return self.estimator.surrogate(q, log_density, self.objective, key, self.num_groups)
+
+
+@eqx.filter_jit
+def _evaluate(loss_fn: _Surrogate, params: Any, key: PRNGKeyArray) -> tuple[Array, Array]:
+    return loss_fn(params, key)
 
 
 @eqx.filter_jit
