@@ -118,7 +118,11 @@ def _run_benchmarks(modules: list[Path], results: Path, quick: bool) -> list[Pat
         outcome = module.run(quick=quick)
         outcome.setdefault("area", path.stem)
         outcome["quick"] = quick
-        outcome["environment"] = info().splitlines()
+        # Results are committed: the interpreter's path names the machine, so it is dropped.
+        outcome["environment"] = [
+            f"python      {platform.python_version()}" if line.startswith("python ") else line
+            for line in info().splitlines()
+        ]
         json_path = results / f"{path.stem}.json"
         json_path.write_text(json.dumps(outcome, indent=2, default=str))
         md_path = results / f"{path.stem}.md"
