@@ -142,6 +142,7 @@ def _iaf(target: Any) -> Any:
         base_dist=StandardNormal((target.dim,)),
         flow_layers=2,
         nn_width=32,
+        nn_activation=jax.nn.elu,  # NumPyro's AutoIAFNormal default; fits the funnel better
         invert=False,
     )
 
