@@ -3,7 +3,9 @@
 :func:`optimise` runs ``num_steps`` optax steps of a stochastic loss inside one ``lax.scan``
 (one dispatch, the progress bar ticked from the device); :func:`guarded_update` is the step
 itself, which skips an update whose loss or gradient is not finite, so a bad draw never
-poisons the parameters.
+poisons the parameters (:func:`keep_if_finite`, the guard it shares with LightSB's L-BFGS
+polish). :func:`minimise_lbfgs` does the same for a deterministic loss with
+``optax.lbfgs`` (zoom line search), for full-batch polishing after Adam.
 """
 
 from __future__ import annotations
@@ -51,11 +53,24 @@ def guarded_update(
     """
     updates, new_state = optimizer.update(grads, opt_state, params)
     new_params = eqx.apply_updates(params, updates)
-    finite = jnp.isfinite(loss) & jnp.all(
-        jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-    )
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-    return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_state, opt_state)
+    return keep_if_finite((loss, grads), (new_params, new_state), (params, opt_state))
+
+
+def keep_if_finite[T](check: Any, new: T, old: T) -> T:
+    """``new`` if every leaf of the pytree ``check`` is finite, else ``old`` (leaf by leaf
+    ``jnp.where``, so it traces inside a compiled loop): the guard of a step that must not
+    let a NaN or inf reach the parameters. :func:`guarded_update` checks the loss and the
+    gradient; an optimiser that evaluates its own loss (L-BFGS) can check that value and the
+    new parameters.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from bayescore.core.optimise import keep_if_finite
+        >>> keep_if_finite(jnp.array([1.0, jnp.inf]), jnp.zeros(2), jnp.ones(2)).tolist()
+        [1.0, 1.0]
+    """
+    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(check)]))
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
 
 def optimise(
@@ -111,4 +126,57 @@ def _scan(
     return params, losses, aux
 
 
-__all__ = ["adam", "guarded_update", "optimise"]
+def minimise_lbfgs(
+    loss_fn: Callable[[Any], Array],
+    params: Any,
+    num_steps: int,
+    *,
+    memory_size: int = 10,
+    progress: bool = True,
+    description: str = "",
+) -> tuple[Any, Array]:
+    """Minimise a deterministic ``loss_fn(params) -> loss`` by ``num_steps`` L-BFGS iterations.
+
+    ``optax.lbfgs`` with its zoom line search, all iterations in one compiled ``lax.scan``;
+    an iteration whose new loss or parameters are not finite is skipped (the parameters and
+    the solver state stay). Pass ``loss_fn`` as an ``eqx.Module`` (or a module-level
+    function) so that equal calls reuse the compiled loop. Returns the final parameters and
+    the loss before each iteration.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from bayescore.core.optimise import minimise_lbfgs
+        >>> rosenbrock = lambda p: (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
+        >>> x, losses = minimise_lbfgs(rosenbrock, jnp.zeros(2), 100, progress=False)
+        >>> [round(float(v), 3) for v in x], losses.shape
+        ([1.0, 1.0], (100,))
+    """
+    with ProgressBar(num_steps, enabled=progress, description=description) as bar:
+        return _lbfgs_scan(loss_fn, params, num_steps, memory_size, bar.every)
+
+
+@eqx.filter_jit
+def _lbfgs_scan(
+    loss_fn: Callable, params: Any, num_steps: int, memory_size: int, every: int
+) -> tuple[Any, Array]:
+    solver = optax.lbfgs(memory_size=memory_size)
+    value_and_grad = optax.value_and_grad_from_state(loss_fn)
+
+    def step(carry: tuple[Any, Any], t: Array) -> tuple[tuple[Any, Any], Array]:
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, new_state = solver.update(
+            grad, state, params, value=value, grad=grad, value_fn=loss_fn
+        )
+        new_params = optax.apply_updates(params, updates)
+        if every:
+            tick(t, every, num_steps, 0, 1, True)
+        check = (optax.tree.get(new_state, "value"), new_params)
+        return keep_if_finite(check, (new_params, new_state), (params, state)), value
+
+    state = solver.init(params)
+    (params, _), values = jax.lax.scan(step, (params, state), jnp.arange(num_steps))
+    return params, values
+
+
+__all__ = ["adam", "guarded_update", "keep_if_finite", "minimise_lbfgs", "optimise"]

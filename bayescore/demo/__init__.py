@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ["foundation", "langevin", "sgmcmc", "flows", "vi", "bridge", "tucker"]
+SECTIONS = ["foundation", "langevin", "sgmcmc", "flows", "vi", "bridge", "tucker", "pde"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }

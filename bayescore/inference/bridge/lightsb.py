@@ -75,7 +75,7 @@ from bayescore.core.errors import (
     check_positive_float,
     check_positive_int,
 )
-from bayescore.core.optimise import adam, optimise
+from bayescore.core.optimise import adam, minimise_lbfgs, optimise
 from bayescore.inference.bridge.gaussian import GaussianBridge, _sample_rows
 
 logger = logging.getLogger(__name__)
@@ -744,6 +744,7 @@ def fit_lightsb(
             jnp.asarray(rows0[:POLISH_ROWS]),
             jnp.asarray(rows1[:POLISH_ROWS]),
             polish_steps,
+            progress,
         )
         losses = np.concatenate([losses, np.asarray(values)])
     return model, losses
@@ -753,31 +754,29 @@ POLISH_ROWS = 2**16
 """Rows of each sample set in :func:`fit_lightsb`'s full-batch L-BFGS polish."""
 
 
-@eqx.filter_jit
-def _polish(model: LightSB, x0: Array, x1: Array, num_steps: int) -> tuple[LightSB, Array]:
+class _FullBatchLoss(eqx.Module):
+    """The loss of the model's arrays on fixed rows (the rest held in ``static``)."""
+
+    x0: Array
+    x1: Array
+    static: Any
+
+    def __call__(self, params: Any) -> Array:
+        return eqx.combine(params, self.static).loss(self.x0, self.x1)
+
+
+def _polish(
+    model: LightSB, x0: Array, x1: Array, num_steps: int, progress: bool
+) -> tuple[LightSB, Array]:
     """``num_steps`` L-BFGS iterations on the full-batch loss; non-finite steps are skipped."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
-
-    def loss(params: Any) -> Array:
-        return eqx.combine(params, static).loss(x0, x1)
-
-    solver = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    def step(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], Array]:
-        params, state = carry
-        value, grad = value_and_grad(params, state=state)
-        updates, new_state = solver.update(
-            grad, state, params, value=value, grad=grad, value_fn=loss
-        )
-        new_params = optax.apply_updates(params, updates)
-        finite = jnp.isfinite(value) & jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(new_params)])
-        )
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-        return (jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_state, state)), value
-
-    (params, _), values = jax.lax.scan(step, (params, solver.init(params)), None, num_steps)
+    params, values = minimise_lbfgs(
+        _FullBatchLoss(x0, x1, static),
+        params,
+        num_steps,
+        progress=progress,
+        description="LightSB L-BFGS",
+    )
     return eqx.combine(params, static), values
 
 

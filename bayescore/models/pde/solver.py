@@ -1,0 +1,956 @@
+r"""GP-HM: a PDE solved as the joint MAP of a GP on a grid, its kernel and two noise precisions.
+
+The solution :math:`u` has a GP prior with a product kernel :math:`k(x, x') = \prod_j
+k_j(x_j, x_j')` (per dimension a spectral mixture, see :mod:`~bayescore.models.pde.kernels`).
+Its values :math:`\mathcal U` on the collocation grid are parameters; with
+:math:`\alpha = C^{-1}\operatorname{vec}\mathcal U` the solution is the GP conditional mean
+:math:`u(x) = \sum_a k(x, x_a)\alpha_a`, and its derivatives on the grid are mode products,
+:math:`\partial^{n_1}_1\cdots\partial^{n_D}_D u = \alpha\times_1 K_1^{(n_1)}\cdots\times_D
+K_D^{(n_D)}` (:mod:`~bayescore.models.pde.kronecker`). (The reference uses
+:math:`\mathcal U` itself for :math:`u` and :math:`K_j^{(n)}(K_j+\epsilon I)^{-1}` along one
+axis, the same up to the jitter :math:`\epsilon`; here the residual is exactly that of the
+function :meth:`GPSolution.predict` returns.) With :math:`\mathbf b` the boundary mismatches
+(:math:`N_b` of them) and :math:`\mathbf h` the residual at all :math:`M` grid points, the
+objective (Fang et al. 2024, eq. 6; the code's ``loss``) is
+
+.. math::
+
+    \mathcal L = -\log\mathcal N(\operatorname{vec}\mathcal U \mid 0, C)
+      - \lambda_b\big[\tfrac{N_b}{2}\log\tau_1 - \tfrac{\tau_1}{2}\|\mathbf b\|^2\big]
+      - \big[\tfrac{M}{2}\log\tau_2 - \tfrac{\tau_2}{2}\|\mathbf h\|^2\big],
+
+over :math:`\mathcal U`, every kernel parameter (log-weights, inverse lengthscales,
+frequencies) and :math:`\log\tau_1, \log\tau_2`. The weights are optimised as :math:`\log w_q`
+with no prior term: a flat prior on :math:`\log w` is the Jeffreys prior
+:math:`p(w)\propto 1/w`, under which the log-determinant drives unneeded components' weights
+to zero, pruning excess frequencies (:meth:`GPSolution.components` reports the survivors).
+
+The reference runs Adam (step 0.01) on everything for :math:`10^5`-:math:`10^6` steps.
+:func:`solve` can do the same (phase 1), then runs L-BFGS with the precisions held fixed
+(phase 2), on the kernels with the grid values profiled out by an exact Gauss-Newton solve
+per kernel (variable projection), or on values and kernels jointly for grids too large for
+dense solves. Lengthscales are kept above the grid step and frequencies below the Nyquist
+frequency (:meth:`Objective.natural`). The final iterate is returned (no selection on test
+data).
+
+Beyond the reference: predictions of :math:`u` and any derivative anywhere, and a posterior
+standard deviation: the GP conditional variance given :math:`\mathcal U` plus a Laplace
+(Gauss-Newton) approximation of the posterior of :math:`\mathcal U` at the MAP with the kernel
+and precisions held fixed (exact for a linear PDE at those values).
+
+References:
+    Fang, Gu, Hu, Zhe (2024). Solving high frequency and multi-scale PDEs with Gaussian
+    processes. ICLR 2024, arXiv:2311.04465 (code: xuangu-fang/Gaussian-Process-Slover-for-
+    High-Freq-PDE).
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from bayescore.models.pde import Dirichlet, Problem, solve, spectral_mixture
+    >>> with jax.enable_x64(True):  # u'' = -sin x on [0, pi], u = 0 at both ends: u = sin x
+    ...     problem = Problem(lambda u, d, x: d["xx"] + jnp.sin(x[0]), (0.0, jnp.pi), 12,
+    ...                       boundary=[Dirichlet(0.0)])
+    ...     solution = solve(problem, spectral_mixture(2, 0.5), num_lbfgs_steps=30,
+    ...                      progress=False)
+    ...     bool(jnp.abs(solution.predict(jnp.array([[1.0]]))[0] - jnp.sin(1.0)) < 1e-6)
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from bayescore.core.errors import (
+    ArgumentError,
+    DataError,
+    ShapeError,
+    check_positive_float,
+    check_positive_int,
+)
+from bayescore.core.optimise import adam, minimise_lbfgs, optimise
+from bayescore.models.pde.kernels import StationaryKernel, spectral_mixture
+from bayescore.models.pde.kronecker import KroneckerCholesky, kronecker_apply, kronecker_cholesky
+from bayescore.models.pde.problem import Problem, derivative_orders
+
+logger = logging.getLogger(__name__)
+
+LAPLACE_MAX_SIZE = 4096
+"""Grids up to this many points get the dense Laplace term in :meth:`GPSolution.std`."""
+PREDICT_CHUNK = 1024
+"""Points per chunk in :meth:`GPSolution.std` (bounds its memory to ``M * PREDICT_CHUNK``)."""
+
+
+class Parameters(NamedTuple):
+    r"""Everything the GP-HM objective optimises.
+
+    Attributes:
+        values: the grid values :math:`\mathcal U`, shape ``(M_1, ..., M_D)`` (whitened
+            :math:`(\otimes_j L_j)^{-1}\mathcal U` when the solver runs with ``whiten=True``).
+        kernels: one 1-D kernel per dimension.
+        log_precision_boundary: :math:`\log\tau_1`.
+        log_precision_residual: :math:`\log\tau_2`.
+    """
+
+    values: Float[Array, "*grid"]
+    kernels: tuple[StationaryKernel, ...]
+    log_precision_boundary: Float[Array, ""]
+    log_precision_residual: Float[Array, ""]
+
+
+class GridOperators(NamedTuple):
+    r"""The per-dimension matrices of one kernel update on a problem's grid.
+
+    Attributes:
+        gram: the Cholesky factors of :math:`K_j + \epsilon I` (:class:`KroneckerCholesky`).
+        matrices: per dimension ``{n: K_j^(n)}`` with :math:`[K_j^{(n)}]_{ab} =
+            \partial^n k_j(x_a, x_b)/\partial x_a^n`, for :math:`n = 0` (the kernel matrix,
+            no jitter) and every order the problem needs.
+    """
+
+    gram: KroneckerCholesky
+    matrices: tuple[dict[int, Float[Array, "m m"]], ...]
+
+    def field(self, weights: Float[Array, "*grid"], orders: tuple[int, ...]) -> Array:
+        r"""A derivative of the GP conditional mean at the grid points, from the weights
+        :math:`\alpha = C^{-1}\operatorname{vec}\mathcal U`: :math:`\alpha \times_1
+        K_1^{(n_1)} \dots \times_D K_D^{(n_D)}`; ``orders`` :math:`= (n_1, \dots, n_D)`."""
+        return kronecker_apply([m[n] for m, n in zip(self.matrices, orders, strict=True)], weights)
+
+    def operator(self, axis: int, order: int) -> Float[Array, "m m"]:
+        r"""The dense :math:`K_j^{(n)}(K_j + \epsilon I)^{-1}` for dimension ``axis``: grid values
+        to the :math:`n`-th derivative of the conditional mean at the grid points."""
+        return self.gram.derivative_operator(axis, self.matrices[axis][order])
+
+
+def grid_operators(
+    problem: Problem, kernels: Sequence[StationaryKernel], jitter: float
+) -> GridOperators:
+    r"""Kernel matrices, their derivatives and Cholesky factors on a problem's grid.
+
+    Kernel matrices come from the :math:`2M_j - 1` lags of the uniform grid
+    (:meth:`StationaryKernel.toeplitz`), cost :math:`O(M_j Q)` each, then one Cholesky factor
+    of :math:`K_j + \epsilon I` per dimension, :math:`O(M_j^3)`.
+
+    Example:
+        >>> from bayescore.models.pde import Problem, squared_exponential
+        >>> from bayescore.models.pde.solver import grid_operators
+        >>> problem = Problem(lambda u, d, x: d["xx"] + d["y"], [(0, 1), (0, 1)], (5, 6))
+        >>> ops = grid_operators(problem, [squared_exponential()] * 2, 1e-4)
+        >>> ops.gram.shape, [sorted(m) for m in ops.matrices]
+        ((5, 6), [[0, 2], [0, 1]])
+    """
+    orders: list[set[int]] = [{0} for _ in problem.shape]
+    for needed in problem.required_orders():
+        for axis, order in enumerate(needed):
+            orders[axis].add(order)
+    matrices = tuple(
+        {n: kernel.toeplitz(size, step, n) for n in sorted(axis_orders)}
+        for kernel, size, step, axis_orders in zip(
+            kernels, problem.shape, problem.spacing(), orders, strict=True
+        )
+    )
+    gram = kronecker_cholesky([m[0] for m in matrices], jitter)
+    return GridOperators(gram, matrices)
+
+
+def _fields(problem: Problem, ops: GridOperators, weights: Array) -> tuple[Array, Array]:
+    """The residual field and the boundary mismatches of the conditional mean with weights
+    ``C^-1 U``: the PDE is imposed on the function that :meth:`GPSolution.predict` returns."""
+    cache: dict[tuple[int, ...], Array] = {}
+
+    def derivative(orders: tuple[int, ...]) -> Array:
+        if orders not in cache:
+            cache[orders] = ops.field(weights, orders)
+        return cache[orders]
+
+    values = derivative((0,) * problem.dim)
+    return problem.residual_field(values, derivative), problem.boundary_field(values, derivative)
+
+
+class Objective(eqx.Module):
+    r"""The GP-HM negative log joint :math:`\mathcal L` (module docstring) of a :class:`Problem`.
+
+    Per evaluation: one Cholesky factor per dimension and :math:`O(M\sum_j M_j)` mode
+    products; derivative fields come from :math:`\alpha = C^{-1}\operatorname{vec}\mathcal U`
+    (one Kronecker solve) as :math:`\alpha\times_j K_j^{(n)}`, never from dense
+    :math:`K^{(n)}K^{-1}` matrices. An ``eqx.Module``, so equal settings reuse the compiled
+    optimisation loops.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from bayescore.models.pde import Dirichlet, Objective, Problem, squared_exponential
+        >>> from bayescore.models.pde.solver import initial_parameters
+        >>> problem = Problem(lambda u, d, x: d["xx"], (0, 1), 8, boundary=[Dirichlet(1.0)])
+        >>> objective = Objective(problem, boundary_weight=200.0, jitter=1e-4)
+        >>> params = initial_parameters(problem, (squared_exponential(),))
+        >>> bool(jnp.isfinite(objective(params)[0]))
+        True
+    """
+
+    problem: Problem
+    boundary_weight: float = eqx.field(static=True, default=200.0)
+    jitter: float = eqx.field(static=True, default=1e-6)
+    whiten: bool = eqx.field(static=True, default=False)
+    bounded: bool = eqx.field(static=True, default=False)
+
+    def operators(self, kernels: Sequence[StationaryKernel]) -> GridOperators:
+        """:func:`grid_operators` for this problem and jitter (of :meth:`natural` kernels
+        when ``bounded``)."""
+        if self.bounded:
+            kernels = self.natural(kernels)
+        return grid_operators(self.problem, kernels, self.jitter)
+
+    def natural(self, kernels: Sequence[StationaryKernel]) -> tuple[StationaryKernel, ...]:
+        r"""Kernels from the unconstrained parameters the solver optimises when ``bounded``:
+        :math:`\log a = \log a_{\max} - \operatorname{softplus}(\log a_{\max} - \tilde a)`
+        and :math:`\mu = \mu_{\max}\tanh(\tilde\mu/\mu_{\max})`, with
+        :math:`a_{\max} = 1/h_j` (lengthscales stay above the grid step :math:`h_j`) and
+        :math:`\mu_{\max} = 1/(2h_j)` (frequencies below the grid's Nyquist frequency).
+
+        Without these bounds a kernel can fit the collocation equations at the grid points
+        and nothing between them (white noise, or an aliased frequency), which L-BFGS finds.
+        """
+        return tuple(
+            _transform(kernel, step, inverse=False)
+            for kernel, step in zip(kernels, self.problem.spacing(), strict=True)
+        )
+
+    def raw(self, kernels: Sequence[StationaryKernel]) -> tuple[StationaryKernel, ...]:
+        """The inverse of :meth:`natural` (parameters at a bound are moved just inside)."""
+        return tuple(
+            _transform(kernel, step, inverse=True)
+            for kernel, step in zip(kernels, self.problem.spacing(), strict=True)
+        )
+
+    def grid_values(self, params: Parameters) -> Float[Array, "*grid"]:
+        r""":math:`\mathcal U` from the parameters (coloured when whitened)."""
+        if not self.whiten:
+            return params.values
+        return self.operators(params.kernels).gram.color(params.values)
+
+    def terms(self, params: Parameters) -> dict[str, Array]:
+        """The objective's parts: ``log_prior``, ``boundary``, ``equation`` (log-likelihoods)."""
+        ops = self.operators(params.kernels)
+        whitened = params.values if self.whiten else ops.gram.whiten(params.values)
+        residual, mismatch = _fields(self.problem, ops, ops.gram.backsolve(whitened))
+        return {
+            "log_prior": -0.5 * ops.gram.logdet() - 0.5 * jnp.sum(whitened**2),
+            "boundary": _gaussian(mismatch, params.log_precision_boundary),
+            "equation": _gaussian(residual, params.log_precision_residual),
+        }
+
+    def __call__(self, params: Parameters, key: Any = None) -> tuple[Array, Array]:
+        """``(loss, loss)``: the shape :func:`bayescore.core.optimise.optimise` takes."""
+        terms = self.terms(params)
+        loss = -(terms["log_prior"] + self.boundary_weight * terms["boundary"] + terms["equation"])
+        return loss, loss
+
+    def scaled_residuals(
+        self, ops: GridOperators, log_precisions: tuple[Array, Array]
+    ) -> Callable[[Array], Array]:
+        r"""The map :math:`\mathbf z \mapsto [\sqrt{\lambda_b\tau_1}\,\mathbf b;\,
+        \sqrt{\tau_2}\,\mathbf h]` at :math:`\mathcal U = (\otimes_j L_j)\mathbf z`, whose
+        squared norm plus :math:`\|\mathbf z\|^2` is twice the objective at fixed kernel,
+        up to constants."""
+        scale_b = jnp.sqrt(self.boundary_weight * jnp.exp(log_precisions[0]))
+        scale_r = jnp.exp(0.5 * log_precisions[1])
+
+        def scaled(z_flat: Array) -> Array:
+            weights = ops.gram.backsolve(z_flat.reshape(self.problem.shape))
+            residual, mismatch = _fields(self.problem, ops, weights)
+            return jnp.concatenate([scale_b * mismatch, scale_r * residual.ravel()])
+
+        return scaled
+
+    def gauss_newton(
+        self,
+        kernels: Sequence[StationaryKernel],
+        log_precisions: tuple[Array, Array],
+        values: Float[Array, "*grid"],
+        num_steps: int,
+    ) -> Float[Array, "*grid"]:
+        r"""Minimise the objective over :math:`\mathcal U` alone (kernel and precisions fixed)
+        by ``num_steps`` Gauss-Newton steps from ``values``, in whitened coordinates.
+
+        Each step solves :math:`(I + G^\top G)\,\delta = -(\mathbf z + G^\top\boldsymbol\rho)`
+        with :math:`G = \partial\boldsymbol\rho/\partial\mathbf z`
+        (:meth:`scaled_residuals`): a Cholesky factor with two steps of iterative refinement,
+        or a QR factorisation of :math:`[G; I]` when that factor is not finite. Dense
+        (:math:`O(M^3)`); one step is exact for a linear PDE.
+        """
+        ops = self.operators(kernels)
+        scaled = self.scaled_residuals(ops, log_precisions)
+        z = ops.gram.whiten(values).ravel()
+        for _ in range(num_steps):
+            rho, jacobian = scaled(z), jax.jacfwd(scaled)(z)
+            z = z + _regularised_least_squares(jacobian, -(jacobian.T @ rho + z), -rho, -z)
+        return ops.gram.color(z.reshape(self.problem.shape))
+
+
+def _transform(kernel: StationaryKernel, step: float, *, inverse: bool) -> StationaryKernel:
+    log_max = -math.log(step)
+    frequency_max = 0.5 / step
+    if hasattr(kernel, "log_inverse_lengthscale"):
+        value = kernel.log_inverse_lengthscale
+        if inverse:
+            gap = jnp.maximum(log_max - value, 1e-6)
+            new = log_max - (gap + jnp.log(-jnp.expm1(-gap)))  # softplus^-1(gap)
+        else:
+            new = log_max - jax.nn.softplus(log_max - value)
+        kernel = eqx.tree_at(lambda k: k.log_inverse_lengthscale, kernel, new)
+    if getattr(kernel, "frequency", None) is not None:
+        value = kernel.frequency
+        if inverse:
+            ratio = jnp.clip(value / frequency_max, -1 + 1e-6, 1 - 1e-6)
+            new = frequency_max * jnp.arctanh(ratio)
+        else:
+            new = frequency_max * jnp.tanh(value / frequency_max)
+        kernel = eqx.tree_at(lambda k: k.frequency, kernel, new)
+    return kernel
+
+
+def _gaussian(mismatch: Array, log_precision: Array) -> Array:
+    r""":math:`\frac N2\log\tau - \frac\tau2\|\mathbf r\|^2`."""
+    return 0.5 * mismatch.size * log_precision - 0.5 * jnp.exp(log_precision) * jnp.sum(mismatch**2)
+
+
+def _regularised_least_squares(
+    jacobian: Array, gradient: Array, target: Array, shift: Array
+) -> Array:
+    r"""The :math:`\delta` minimising :math:`\|G\delta - \mathbf t\|^2 + \|\delta - \mathbf s\|^2`,
+    given ``gradient`` :math:`= G^\top\mathbf t + \mathbf s`."""
+    size = jacobian.shape[1]
+    normal = jnp.eye(size, dtype=jacobian.dtype) + jacobian.T @ jacobian
+    factor = jnp.linalg.cholesky(normal)
+
+    def refine(delta: Array) -> Array:
+        residual = gradient - delta - jacobian.T @ (jacobian @ delta)
+        return delta + jsl.cho_solve((factor, True), residual)
+
+    def by_cholesky() -> Array:
+        return refine(refine(jsl.cho_solve((factor, True), gradient)))
+
+    def by_qr() -> Array:
+        stacked = jnp.concatenate([jacobian, jnp.eye(size, dtype=jacobian.dtype)])
+        q, r = jnp.linalg.qr(stacked)
+        return jsl.solve_triangular(r, q.T @ jnp.concatenate([target, shift]))
+
+    return jax.lax.cond(jnp.all(jnp.isfinite(factor)), by_cholesky, by_qr)
+
+
+class _Deterministic(eqx.Module):
+    """The objective with the precisions held fixed, of ``(values, kernels)``."""
+
+    objective: Objective
+    log_precisions: tuple[Array, Array]
+
+    def __call__(self, free: tuple[Array, tuple[StationaryKernel, ...]]) -> Array:
+        values, kernels = free
+        return self.objective(Parameters(values, kernels, *self.log_precisions))[0]
+
+
+class _Profiled(eqx.Module):
+    r"""The objective profiled over the grid values, of the kernels:
+    :math:`F(\theta) = \mathcal L(\hat{\mathcal U}(\theta), \theta)` with
+    :math:`\hat{\mathcal U}` from :meth:`Objective.gauss_newton`; its gradient is
+    :math:`\partial_\theta\mathcal L` at :math:`\hat{\mathcal U}` (envelope theorem), so the
+    solve is not differentiated."""
+
+    objective: Objective
+    log_precisions: tuple[Array, Array]
+    start: Array
+    num_newton_steps: int = eqx.field(static=True)
+
+    def values(self, kernels: tuple[StationaryKernel, ...]) -> Array:
+        return self.objective.gauss_newton(
+            kernels, self.log_precisions, self.start, self.num_newton_steps
+        )
+
+    def __call__(self, kernels: tuple[StationaryKernel, ...]) -> Array:
+        values = jax.lax.stop_gradient(self.values(kernels))
+        return self.objective(Parameters(values, kernels, *self.log_precisions))[0]
+
+
+def initial_parameters(
+    problem: Problem,
+    kernels: Sequence[StationaryKernel],
+    values: ArrayLike | None = None,
+) -> Parameters:
+    r"""The reference's start: :math:`\mathcal U = 0` (or ``values``), :math:`\log\tau_{1,2} = 0`.
+
+    Example:
+        >>> from bayescore.models.pde import Problem, squared_exponential
+        >>> from bayescore.models.pde.solver import initial_parameters
+        >>> problem = Problem(lambda u, d, x: d["xx"], (0, 1), 8)
+        >>> initial_parameters(problem, [squared_exponential()]).values.shape
+        (8,)
+    """
+    dtype = jnp.result_type(float)
+    if values is None:
+        grid_values = jnp.zeros(problem.shape, dtype)
+    else:
+        grid_values = jnp.asarray(values, dtype)
+        if grid_values.shape != problem.shape:
+            raise ShapeError(
+                f"init_values has shape {grid_values.shape}, but the problem's grid has shape "
+                f"{problem.shape}. Pass one value per grid point."
+            )
+        if not bool(jnp.all(jnp.isfinite(grid_values))):
+            raise DataError("init_values has non-finite entries. Replace the NaN/inf values.")
+    kernels = tuple(jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype), k) for k in kernels)
+    zero = jnp.zeros((), dtype)
+    return Parameters(grid_values, kernels, zero, zero)
+
+
+class SolveInfo(NamedTuple):
+    """What a fit did.
+
+    Attributes:
+        loss: the objective before every step, Adam's then L-BFGS's, shape ``(steps,)``.
+        num_adam_steps: Adam steps run.
+        num_lbfgs_steps: L-BFGS iterations run.
+        wall_time: seconds, compilation included.
+    """
+
+    loss: np.ndarray
+    num_adam_steps: int
+    num_lbfgs_steps: int
+    wall_time: float
+
+
+class Component(NamedTuple):
+    """One component of a fitted 1-D kernel, as :meth:`GPSolution.components` reports it."""
+
+    frequency: float
+    weight: float
+    share: float
+    inverse_lengthscale: float
+
+
+class GPSolution(eqx.Module):
+    r"""A fitted GP-HM solution: the grid values, kernels and precisions at the MAP.
+
+    Attributes:
+        problem: the :class:`Problem` solved.
+        values: :math:`\mathcal U` on the collocation grid.
+        kernels: the fitted 1-D kernels, one per dimension.
+        log_precision_boundary: :math:`\log\tau_1`.
+        log_precision_residual: :math:`\log\tau_2`.
+        jitter: :math:`\epsilon` on each :math:`K_j`'s diagonal.
+        boundary_weight: :math:`\lambda_b`.
+        info: the loss history and timing (:class:`SolveInfo`).
+    """
+
+    problem: Problem
+    values: Float[Array, "*grid"]
+    kernels: tuple[StationaryKernel, ...]
+    log_precision_boundary: Float[Array, ""]
+    log_precision_residual: Float[Array, ""]
+    jitter: float = eqx.field(static=True)
+    boundary_weight: float = eqx.field(static=True)
+    info: SolveInfo | None = None
+
+    def operators(self) -> GridOperators:
+        """:func:`grid_operators` at the fitted kernels."""
+        return grid_operators(self.problem, self.kernels, self.jitter)
+
+    def objective(self) -> Objective:
+        """The :class:`Objective` this solution was fitted under."""
+        return Objective(self.problem, self.boundary_weight, self.jitter)
+
+    def _cross(
+        self, coordinates: Sequence[Array], orders: tuple[int, ...]
+    ) -> list[Float[Array, "p m"]]:
+        r"""Per dimension :math:`[\partial^n k_j(z_p, x_a)]_{pa}` for points' coordinates."""
+        return [
+            kernel.matrix(c, axis, order)
+            for kernel, c, axis, order in zip(
+                self.kernels, coordinates, self.problem.axes(), orders, strict=True
+            )
+        ]
+
+    def predict(
+        self, points: Float[ArrayLike, "num_points dim"], derivative: str = ""
+    ) -> Float[Array, " num_points"]:
+        r"""The conditional mean :math:`k(z, X) C^{-1}\operatorname{vec}\mathcal U` (or a
+        derivative, named as in the residual, e.g. ``"xx"``) at scattered points.
+
+        Example:
+            >>> # see the module example; points have shape (num_points, D)
+        """
+        points = _check_points(points, self.problem.dim)
+        return _predict_points(self, points, _orders(derivative, self.problem))
+
+    def predict_grid(
+        self, axes: Sequence[Float[ArrayLike, " n"]], derivative: str = ""
+    ) -> Float[Array, "*test_grid"]:
+        r"""The conditional mean (or a derivative) on the tensor grid of ``axes``, by mode
+        products: :math:`\mathcal U^* = (C^{-1}\mathcal U)\times_1 K_1(Z_1, X_1) \dots`.
+
+        Example:
+            >>> # GP-HM's 2-D prediction: U* = K1(*,X1) K1^-1 U K2^-1 K2(X2,*)
+        """
+        if len(axes) != self.problem.dim:
+            raise ShapeError(
+                f"axes has {len(axes)} coordinate arrays, but the problem has "
+                f"{self.problem.dim} dimension(s). Pass one 1-D array per dimension."
+            )
+        arrays = tuple(_check_axis(a, j) for j, a in enumerate(axes))
+        return _predict_grid(self, arrays, _orders(derivative, self.problem))
+
+    def residual(self) -> Float[Array, "*grid"]:
+        """The PDE residual of the conditional mean at the grid points."""
+        return _mismatches(self)[0]
+
+    def boundary_mismatch(self) -> Float[Array, " boundary"]:
+        r"""The boundary mismatches (:math:`u - g`, :math:`\partial_n u - h`) on the faces."""
+        return _mismatches(self)[1]
+
+    def laplace_factor(self, max_size: int = LAPLACE_MAX_SIZE) -> Float[Array, "M M"]:
+        r"""The Cholesky factor :math:`R` of the whitened Gauss-Newton precision
+        :math:`P = I + G^\top G`, :math:`G = \partial[\sqrt{\lambda_b\tau_1}\,\mathbf b;\,
+        \sqrt{\tau_2}\,\mathbf h] / \partial \mathbf z` at :math:`\mathcal U = L\mathbf z`.
+
+        Dense in :math:`M`, so grids above ``max_size`` points raise :class:`ArgumentError`.
+        """
+        size = self.problem.size
+        if size > max_size:
+            raise ArgumentError(
+                f"the Laplace term needs a dense {size} x {size} precision (grid "
+                f"{self.problem.shape}), above max_size={max_size}. Pass laplace=False for the "
+                "GP conditional part only, or raise max_size if memory allows."
+            )
+        return _laplace_factor(self)
+
+    def std(
+        self,
+        points: Float[ArrayLike, "num_points dim"],
+        derivative: str = "",
+        *,
+        laplace: bool = True,
+        max_size: int = LAPLACE_MAX_SIZE,
+    ) -> Float[Array, " num_points"]:
+        r"""Posterior standard deviation of :math:`u` (or a derivative) at scattered points.
+
+        :math:`\sigma^2(z) = \underbrace{k_{**} - \|\mathbf w\|^2}_{\text{GP conditional}} +
+        \underbrace{\|R^{-1}\mathbf w\|^2}_{\text{Laplace}}`, with
+        :math:`\mathbf w = (\otimes_j L_j^{-1}) k(X, z)` and :math:`R` from
+        :meth:`laplace_factor`; the kernel and the precisions are held at their MAP values.
+        With ``laplace=False`` only the conditional part (the interpolation uncertainty given
+        the grid values).
+        """
+        points = _check_points(points, self.problem.dim)
+        orders = _orders(derivative, self.problem)
+        factor = self.laplace_factor(max_size) if laplace else None
+        chunks = [
+            _std_chunk(self, points[i : i + PREDICT_CHUNK], orders, factor)
+            for i in range(0, len(points), PREDICT_CHUNK)
+        ]
+        return jnp.concatenate(chunks)
+
+    def components(self, threshold: float = 1e-3) -> tuple[tuple[Component, ...], ...]:
+        r"""Per dimension, the kernel components whose weight share :math:`w_q/\sum_r w_r` is at
+        least ``threshold``, largest first: the frequencies that survived pruning.
+
+        Example:
+            >>> # solution.components() per dimension, largest first: .frequency, .share
+        """
+        out = []
+        for kernel in self.kernels:
+            weight = np.exp(np.asarray(kernel.log_weight, dtype=float))
+            share = weight / weight.sum()
+            frequency = (
+                np.zeros_like(weight) if kernel.frequency is None else np.asarray(kernel.frequency)
+            )
+            inverse = np.exp(np.asarray(kernel.log_inverse_lengthscale, dtype=float))
+            keep = [q for q in np.argsort(-share) if share[q] >= threshold]
+            out.append(
+                tuple(
+                    Component(
+                        float(abs(frequency[q])),
+                        float(weight[q]),
+                        float(share[q]),
+                        float(inverse[q]),
+                    )
+                    for q in keep
+                )
+            )
+        return tuple(out)
+
+
+@eqx.filter_jit
+def _predict_points(solution: GPSolution, points: Array, orders: tuple[int, ...]) -> Array:
+    weights = solution.operators().gram.solve(solution.values)
+    cross = solution._cross([points[:, j] for j in range(points.shape[1])], orders)
+    out = jnp.tensordot(cross[0], weights, axes=(1, 0))  # (P, M_2, ..., M_D)
+    for matrix in cross[1:]:
+        out = jnp.einsum("pa,pa...->p...", matrix, out)
+    return out
+
+
+@eqx.filter_jit
+def _predict_grid(solution: GPSolution, axes: tuple[Array, ...], orders: tuple[int, ...]) -> Array:
+    weights = solution.operators().gram.solve(solution.values)
+    return kronecker_apply(solution._cross(axes, orders), weights)
+
+
+@eqx.filter_jit
+def _mismatches(solution: GPSolution) -> tuple[Array, Array]:
+    ops = solution.operators()
+    return _fields(solution.problem, ops, ops.gram.solve(solution.values))
+
+
+@eqx.filter_jit
+def _laplace_factor(solution: GPSolution) -> Array:
+    ops = solution.operators()
+    whitened = ops.gram.whiten(solution.values)
+    scaled = solution.objective().scaled_residuals(
+        ops, (solution.log_precision_boundary, solution.log_precision_residual)
+    )
+    jacobian = jax.jacfwd(scaled)(whitened.ravel())
+    precision = jnp.eye(whitened.size, dtype=jacobian.dtype) + jacobian.T @ jacobian
+    return jnp.linalg.cholesky(precision)
+
+
+@eqx.filter_jit
+def _std_chunk(
+    solution: GPSolution, chunk: Array, orders: tuple[int, ...], factor: Array | None
+) -> Array:
+    gram = solution.operators().gram
+    prior = jnp.ones((), chunk.dtype)
+    for kernel, n in zip(solution.kernels, orders, strict=True):
+        prior = prior * (-1.0) ** n * kernel.lag_derivative(2 * n)(jnp.zeros((), chunk.dtype))
+    cross = solution._cross([chunk[:, j] for j in range(chunk.shape[1])], orders)
+    columns = [
+        jsl.solve_triangular(factor_j, matrix.T, lower=True)
+        for factor_j, matrix in zip(gram.factors, cross, strict=True)
+    ]
+    w = columns[0]
+    for column in columns[1:]:
+        w = (w[:, None, :] * column[None, :, :]).reshape(-1, chunk.shape[0])
+    variance = prior - jnp.sum(w**2, axis=0)
+    if factor is not None:
+        variance = variance + jnp.sum(jsl.solve_triangular(factor, w, lower=True) ** 2, axis=0)
+    return jnp.sqrt(jnp.maximum(variance, 0.0))
+
+
+@eqx.filter_jit
+def _evaluate(objective: Objective, params: Parameters) -> Array:
+    return objective(params)[0]
+
+
+@eqx.filter_jit
+def _profiled_values(profiled: _Profiled, kernels: tuple[StationaryKernel, ...]) -> Array:
+    return profiled.values(kernels)
+
+
+def solve(
+    problem: Problem,
+    kernel: StationaryKernel | Sequence[StationaryKernel] | None = None,
+    *,
+    num_adam_steps: int = 0,
+    learning_rate: float = 1e-2,
+    num_lbfgs_steps: int = 500,
+    method: str = "auto",
+    log_precision: tuple[float, float] | None = None,
+    relative_noise: float = 1e-6,
+    num_rounds: int = 1,
+    num_newton_steps: int | None = None,
+    boundary_weight: float = 200.0,
+    jitter: float = 1e-6,
+    whiten: bool = False,
+    init_values: ArrayLike | None = None,
+    max_dense_size: int = LAPLACE_MAX_SIZE,
+    progress: bool = True,
+) -> GPSolution:
+    r"""Solve ``problem`` by GP-HM: the MAP of grid values, kernels and noise precisions.
+
+    Two phases, both on the objective :math:`\mathcal L` of the module docstring:
+
+    1. ``num_adam_steps`` of Adam on everything, :math:`\log\tau_{1,2}` included (the
+       reference's whole method, which runs 1e5-1e6 steps). Optional.
+    2. ``num_lbfgs_steps`` of L-BFGS with the precisions held at ``log_precision``.
+       ``method="profile"`` optimises the kernels only, the grid values being the exact
+       minimiser for each kernel (Gauss-Newton in whitened coordinates, :math:`O(M^3)`, one
+       step for a linear PDE; variable projection, Golub & Pereyra 1973);
+       ``method="joint"`` optimises grid values and kernels together (matrix-free, any
+       grid). ``"auto"`` profiles when the grid has at most ``max_dense_size`` points.
+
+    The precisions are held fixed in phase 2 because the joint MAP is unbounded in them:
+    with :math:`\mathbf b, \mathbf h \to 0`, :math:`\tfrac N2\log\tau \to \infty`. The
+    reference's Adam anneals them slowly instead. The final iterate is returned (no
+    checkpoint selection on test data).
+
+    Args:
+        problem: the PDE (:class:`Problem`).
+        kernel: one 1-D kernel for every dimension, or one per dimension. Default: a Gaussian
+            :func:`spectral_mixture` with 30 components and frequencies up to half the grid's
+            Nyquist frequency. Baselines: :func:`squared_exponential`, :func:`matern`.
+        num_adam_steps: Adam steps first (phase 1).
+        learning_rate: Adam's step size (the reference's 0.01).
+        num_lbfgs_steps: L-BFGS iterations (``optax.lbfgs``, zoom line search) of phase 2.
+        method: ``"profile"``, ``"joint"`` or ``"auto"`` (see above).
+        log_precision: :math:`(\log\tau_1, \log\tau_2)` for phase 2; default from
+            ``relative_noise``.
+        relative_noise: phase 2's noise standard deviations relative to the data's scale:
+            :math:`\tau_2^{-1/2}` is ``relative_noise`` times the root mean square of the
+            residual at :math:`u = 0` (the source), :math:`\tau_1^{-1/2}` times the solution's
+            scale: the largest root mean square of the boundary data, of the grid values after
+            Adam and (``"profile"``) of a first grid solve at the initial kernel.
+        num_rounds: phase 2 in this many L-BFGS runs, each restarting Gauss-Newton from the
+            last grid values (matters for nonlinear PDEs only).
+        num_newton_steps: Gauss-Newton steps per grid solve; default 1 for a PDE whose
+            residual is affine in :math:`u` and its derivatives, else 4.
+        boundary_weight: :math:`\lambda_b` (reference: 200; 500 for advection).
+        jitter: :math:`\epsilon` on each :math:`K_j` (reference: 1e-6 in float64; run under
+            ``jax.enable_x64(True)``: float32 Cholesky factors of these matrices fail).
+        whiten: let phase 1 optimise :math:`(\otimes_j L_j)^{-1}\mathcal U` instead of
+            :math:`\mathcal U` (same objective, better conditioned).
+        init_values: starting grid values (default zeros, as the reference).
+        max_dense_size: the largest grid that ``"auto"`` profiles.
+        progress: show a progress bar per phase.
+
+    Returns:
+        :class:`GPSolution` at the final iterate.
+
+    Example:
+        >>> # see the module docstring: Problem(...) then solve(problem, kernel, ...)
+    """
+    if not isinstance(problem, Problem):
+        raise ArgumentError(f"problem must be a Problem, got {type(problem).__name__}.")
+    kernels = _check_kernels(problem, kernel)
+    num_adam_steps = check_positive_int("num_adam_steps", num_adam_steps, allow_zero=True)
+    num_lbfgs_steps = check_positive_int("num_lbfgs_steps", num_lbfgs_steps, allow_zero=True)
+    num_rounds = check_positive_int("num_rounds", num_rounds)
+    learning_rate = check_positive_float("learning_rate", learning_rate)
+    relative_noise = check_positive_float("relative_noise", relative_noise)
+    boundary_weight = check_positive_float("boundary_weight", boundary_weight, allow_zero=True)
+    jitter = check_positive_float("jitter", jitter, allow_zero=True)
+    max_dense_size = check_positive_int("max_dense_size", max_dense_size)
+    if method == "auto":
+        method = "profile" if problem.size <= max_dense_size else "joint"
+    if method not in ("profile", "joint"):
+        raise ArgumentError(
+            f"method must be 'profile', 'joint' or 'auto', got {method!r}. 'profile' solves for "
+            "the grid values exactly at each kernel (dense, small grids); 'joint' does not."
+        )
+    if method == "profile" and problem.size > max_dense_size:
+        raise ArgumentError(
+            f"method='profile' factors a dense {problem.size} x {problem.size} matrix (grid "
+            f"{problem.shape}), above max_dense_size={max_dense_size}. Pass method='joint', "
+            "or raise max_dense_size if memory allows."
+        )
+    if num_newton_steps is None:
+        num_newton_steps = 1 if _is_affine(problem) else 4
+    num_newton_steps = check_positive_int("num_newton_steps", num_newton_steps)
+    problem.check_finite()
+    start_time = time.perf_counter()
+    params = initial_parameters(problem, kernels, init_values)
+    objective = Objective(problem, boundary_weight, jitter, bounded=True)
+    params = params._replace(kernels=objective.raw(params.kernels))
+    _check_start(objective, params, jitter)
+    losses = []
+    if num_adam_steps:
+        adam_objective = Objective(problem, boundary_weight, jitter, whiten=whiten, bounded=True)
+        start = params
+        if whiten:
+            start = params._replace(
+                values=objective.operators(params.kernels).gram.whiten(params.values)
+            )
+        start, adam_losses, _ = optimise(
+            adam_objective, start, adam(learning_rate), jax.random.key(0), num_adam_steps,
+            progress=progress, description="GP-HM Adam",
+        )  # fmt: skip
+        params = start._replace(values=adam_objective.grid_values(start))
+        losses.append(np.asarray(adam_losses))
+    if num_lbfgs_steps:
+        log_precisions = _phase_two_precisions(
+            objective, params, log_precision, relative_noise, method
+        )
+        params = params._replace(
+            log_precision_boundary=log_precisions[0], log_precision_residual=log_precisions[1]
+        )
+        per_round = [num_lbfgs_steps // num_rounds] * num_rounds
+        per_round[-1] += num_lbfgs_steps - sum(per_round)
+        for number, steps in enumerate(per_round):
+            description = f"GP-HM L-BFGS ({method})" + (
+                f" {number + 1}/{num_rounds}" if num_rounds > 1 else ""
+            )
+            if method == "profile":
+                profiled = _Profiled(objective, log_precisions, params.values, num_newton_steps)
+                kernels_fit, values = minimise_lbfgs(
+                    profiled, params.kernels, steps, progress=progress, description=description
+                )
+                params = params._replace(
+                    kernels=kernels_fit, values=_profiled_values(profiled, kernels_fit)
+                )
+            else:
+                fixed = _Deterministic(objective, log_precisions)
+                (grid, kernels_fit), values = minimise_lbfgs(
+                    fixed, (params.values, params.kernels), steps, progress=progress,
+                    description=description,
+                )  # fmt: skip
+                params = params._replace(values=grid, kernels=kernels_fit)
+            losses.append(np.asarray(values))
+    values = jax.block_until_ready(params.values)
+    info = SolveInfo(
+        np.concatenate(losses) if losses else np.zeros(0),
+        num_adam_steps,
+        num_lbfgs_steps,
+        time.perf_counter() - start_time,
+    )
+    logger.info("GP-HM fit (%s): %.1f s", method, info.wall_time)
+    return GPSolution(
+        problem,
+        values,
+        objective.natural(params.kernels),
+        params.log_precision_boundary,
+        params.log_precision_residual,
+        jitter,
+        boundary_weight,
+        info,
+    )
+
+
+def _phase_two_precisions(
+    objective: Objective,
+    params: Parameters,
+    log_precision: tuple[float, float] | None,
+    relative_noise: float,
+    method: str,
+) -> tuple[Array, Array]:
+    dtype = params.values.dtype
+    if log_precision is not None:
+        try:
+            pair = tuple(float(v) for v in log_precision)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            pair = ()
+        if len(pair) != 2 or not all(math.isfinite(v) for v in pair):
+            raise ArgumentError(
+                f"log_precision must be two finite numbers (log tau_boundary, log tau_residual), "
+                f"got {log_precision!r}."
+            )
+        return jnp.asarray(pair[0], dtype), jnp.asarray(pair[1], dtype)
+    problem = objective.problem
+    zeros = jnp.zeros(problem.shape, dtype)
+    scale_r = _rms(problem.residual_field(zeros, lambda orders: zeros)) or 1.0
+    # The solution's scale: the largest of the boundary data's, the current grid values' (after
+    # Adam) and, when profiling, a first grid solve's at the initial kernel.
+    log_tau_r = -2.0 * math.log(relative_noise * scale_r)
+    scales = [_rms(problem.boundary_field(zeros, lambda orders: zeros)), _rms(params.values)]
+    if method == "profile":
+        start = (jnp.asarray(log_tau_r, dtype),) * 2
+        profiled = _Profiled(objective, start, params.values, 1)
+        scales.append(_rms(_profiled_values(profiled, params.kernels)))
+    scale_u = max(scales)
+    log_tau_b = -2.0 * math.log(relative_noise * (scale_u or scale_r))
+    return jnp.asarray(log_tau_b, dtype), jnp.asarray(log_tau_r, dtype)
+
+
+def _rms(values: Array) -> float:
+    return float(jnp.sqrt(jnp.mean(values**2))) if values.size else 0.0
+
+
+def _is_affine(problem: Problem) -> bool:
+    """Whether the residual is affine in u and its derivatives (checked at random fields)."""
+    keys = jax.random.split(jax.random.key(0), 2)
+    fields = [jax.random.normal(key, problem.shape) for key in keys]
+
+    def residual(field: Array) -> Array:
+        return problem.residual_field(field, lambda orders: field * (1.0 + sum(orders)))
+
+    middle = residual(0.5 * (fields[0] + fields[1]))
+    ends = 0.5 * (residual(fields[0]) + residual(fields[1]))
+    scale = 1.0 + float(jnp.max(jnp.abs(ends)))
+    return bool(jnp.max(jnp.abs(middle - ends)) <= 1e-4 * scale)
+
+
+def _check_start(objective: Objective, params: Parameters, jitter: float) -> None:
+    loss = _evaluate(objective, params)
+    if not bool(jnp.isfinite(loss)):
+        raise DataError(
+            f"the objective at the start is {float(loss)}: a kernel matrix is not positive "
+            f"definite at jitter={jitter} in {jnp.result_type(float)}. Run under "
+            "jax.enable_x64(True), or raise jitter."
+        )
+
+
+def _check_kernels(
+    problem: Problem, kernel: StationaryKernel | Sequence[StationaryKernel] | None
+) -> tuple[StationaryKernel, ...]:
+    if kernel is None:
+        nyquist = [
+            (m - 1) / (2 * (hi - lo))
+            for m, (lo, hi) in zip(problem.shape, problem.domain, strict=True)
+        ]
+        kernels = tuple(spectral_mixture(30, 0.5 * f) for f in nyquist)
+    elif isinstance(kernel, StationaryKernel):
+        kernels = (kernel,) * problem.dim
+    else:
+        kernels = tuple(kernel)
+    if len(kernels) != problem.dim or not all(isinstance(k, StationaryKernel) for k in kernels):
+        raise ArgumentError(
+            f"kernel must be one StationaryKernel or {problem.dim} of them (one per dimension), "
+            f"got {kernel!r}. Pass e.g. spectral_mixture(30, 20.0)."
+        )
+    for axis, (name, k) in enumerate(zip(problem.names, kernels, strict=True)):
+        needed = max((orders[axis] for orders in problem.required_orders()), default=0)
+        if needed > k.smoothness:
+            raise ArgumentError(
+                f"the problem needs derivatives of order {needed} in {name!r}, but the kernel "
+                f"{type(k).__name__} there has only {k.smoothness} at lag 0. Pass a smoother "
+                "kernel (matern(nu=2.5) or a Gaussian spectral_mixture)."
+            )
+    return kernels
+
+
+def _orders(derivative: str, problem: Problem) -> tuple[int, ...]:
+    if derivative == "":
+        return (0,) * problem.dim
+    return derivative_orders(derivative, problem.names)
+
+
+def _check_points(points: ArrayLike, dim: int) -> Array:
+    array = jnp.asarray(points, dtype=jnp.result_type(float))
+    if dim == 1 and array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise ShapeError(
+            f"points must have shape (num_points, {dim}), got {array.shape}. Pass one row per "
+            "point, one column per dimension."
+        )
+    if not bool(jnp.all(jnp.isfinite(array))):
+        raise DataError("points has non-finite entries. Replace the NaN/inf values.")
+    return array
+
+
+def _check_axis(axis: ArrayLike, index: int) -> Array:
+    array = jnp.asarray(axis, dtype=jnp.result_type(float))
+    if array.ndim != 1:
+        raise ShapeError(f"axes[{index}] must be 1-D, got shape {array.shape}.")
+    if not bool(jnp.all(jnp.isfinite(array))):
+        raise DataError(f"axes[{index}] has non-finite entries. Replace the NaN/inf values.")
+    return array
+
+
+__all__ = [
+    "LAPLACE_MAX_SIZE",
+    "Component",
+    "GPSolution",
+    "Objective",
+    "Parameters",
+    "SolveInfo",
+    "grid_operators",
+    "initial_parameters",
+    "solve",
+]

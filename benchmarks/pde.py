@@ -1,0 +1,166 @@
+"""GP-HM: the paper's PDE cases by bayescore's GP solver and baselines vs the reference's logs.
+
+What is measured
+================
+
+Cases: the GP-HM paper's manufactured-solution PDEs (``bayescore.models.pde.cases``; notes
+Part 2.2), on the reference's collocation grids, test errors on the shared 300-point (1-D) or
+300×300 (2-D) test grids loaded from ``../shared/data/gphm`` (relative L2, the reference's
+metric).
+
+Runners, each in its own process (float64):
+
+* **GM / StM**: ``solve(problem, case.kernel(kind))``: Gaussian or Matérn-5/2 spectral
+  mixture, Q = 30, the reference's initial frequencies (``freq_scale``) and boundary weight;
+  L-BFGS on the kernels with the grid values profiled out (1-D; ``LBFGS_STEPS`` iterations),
+  or Adam then joint L-BFGS on values and kernels (2-D grids, too large to profile).
+* **SE / Matern**: the same solver with the baselines' kernels (no spectral mixture, Q = 30
+  as the reference's ``SE_1d``/``Matern52_1d``).
+* **PINN**: ``solve_pinn`` (tanh MLP 4×64, ``PINN_ADAM`` Adam steps then ``PINN_LBFGS``
+  L-BFGS) on the same ``Problem``; 1-D cases only.
+
+The reported error is the final iterate's (the reference logs the minimum over 20 test-set
+checkpoints, which is optimistic). *ref*: the reference's logged error for that kernel;
+*ref time*: its GP-HM-StM wall time (1e5-1e6 Adam steps, unknown hardware, probably GPU).
+*time*: wall seconds of ``solve`` here, compilation included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from typing import Any
+
+DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "gphm"
+CASES_1D = (
+    "poisson_1d-single_sin",
+    "poisson_1d-sin_cos",
+    "poisson_1d-x_time_sinx",
+    "poisson_1d-mix_sin",
+    "poisson_1d-x2_add_sinx",
+    "allencahn_1d-single_sin",
+    "allencahn_1d-sin_cos",
+)
+CASES_2D = (
+    "poisson_2d-sin_sin",
+    "poisson_2d-sin_add_cos",
+    "allencahn_2d-mix-sincos",
+    "advection-sin",
+)
+RUNNERS = ("GM", "StM", "SE", "Matern", "PINN")
+LBFGS_STEPS = 300
+ADAM_STEPS_2D = 2000
+LBFGS_STEPS_2D = 500
+PINN_ADAM = 5000
+PINN_LBFGS = 500
+
+
+def child(name: str, runner: str, quick: bool) -> dict[str, Any]:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from bayescore.models.pde import solve, solve_pinn
+    from bayescore.models.pde.cases import CASES, case_problem, load_case, relative_l2
+
+    case = CASES[name]
+    data = load_case(name, DATA)
+    problem = case_problem(name)
+    start = time.perf_counter()
+    settings: dict[str, Any]
+    if runner == "PINN":
+        settings = {"num_adam_steps": 500 if quick else PINN_ADAM,
+                    "num_lbfgs_steps": 50 if quick else PINN_LBFGS}  # fmt: skip
+        solution = solve_pinn(problem, key=jax.random.key(0), progress=False, **settings)
+    elif case.dim == 1:
+        settings = {"num_lbfgs_steps": 100 if quick else LBFGS_STEPS}
+        solution = solve(problem, case.kernel(runner), boundary_weight=case.boundary_weight,
+                         progress=False, **settings)  # fmt: skip
+    else:
+        settings = {"num_adam_steps": 200 if quick else ADAM_STEPS_2D,
+                    "num_lbfgs_steps": 50 if quick else LBFGS_STEPS_2D,
+                    "method": "joint"}  # fmt: skip
+        solution = solve(problem, case.kernel(runner), boundary_weight=case.boundary_weight,
+                         progress=False, **settings)  # fmt: skip
+    prediction = solution.predict_grid(data.test_axes)
+    seconds = time.perf_counter() - start
+    row = {"rel_l2": relative_l2(prediction, data.arrays["u_test"]), "seconds": seconds}
+    if runner != "PINN":
+        components = solution.components()
+        row["active_components"] = [len(c) for c in components]
+        row["dominant_frequency"] = [c[0].frequency if c else None for c in components]
+    return {**row, "settings": settings}
+
+
+def run_row(name: str, runner: str, quick: bool) -> dict[str, Any]:
+    from bayescore.models.pde.cases import CASES
+
+    case = CASES[name]
+    command = [sys.executable, __file__, "--child", name, runner] + (["--quick"] if quick else [])
+    completed = subprocess.run(command, capture_output=True, text=True)
+    base = {"case": name, "runner": runner, "reference": case.reference.get(runner),
+            "reference_time": case.reference_time}  # fmt: skip
+    if completed.returncode != 0:
+        return {**base, "failed": completed.stderr[-500:]}
+    return {**base, **json.loads(completed.stdout.strip().splitlines()[-1])}
+
+
+def markdown(rows: list[dict[str, Any]], load: tuple[float, float]) -> str:
+    lines = [
+        f"GP-HM benchmark; cpu, {os.cpu_count()} CPU cores, load average {load[0]:.1f} before / "
+        f"{load[1]:.1f} after. Relative L2 error of the final iterate on the 300-point test "
+        "grid(s); *ref*: the reference's logged error for the same kernel (best of 20 "
+        "test-set checkpoints); *ratio*: error ÷ ref; *time*: seconds here; *ref time*: the "
+        "reference's GP-HM-StM run.",
+        "",
+        "| case | runner | rel. L2 | ref | ratio | time (s) | ref time (s) | active Q |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if "failed" in row:
+            lines.append(f"| {row['case']} | {row['runner']} | failed | | | | | |")
+            continue
+        ref = row.get("reference")
+        ratio = f"{row['rel_l2'] / ref:.2g}" if ref else ""
+        lines.append(
+            f"| {row['case']} | {row['runner']} | {row['rel_l2']:.3g} | "
+            f"{ref if ref is not None else ''} | {ratio} | {row['seconds']:.0f} | "
+            f"{row.get('reference_time') or ''} | {row.get('active_components', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """1-D cases × all runners and 2-D cases × GM/StM; quick: one 1-D case with GM."""
+    if not DATA.is_dir():
+        return {"area": "pde", "rows": [], "markdown": f"skipped: no data at {DATA.name}"}
+    load_before = os.getloadavg()[0]
+    if quick:
+        plan = [("poisson_1d-single_sin", "GM")]
+    else:
+        plan = [(name, runner) for name in CASES_1D for runner in RUNNERS]
+        plan += [(name, runner) for name in CASES_2D for runner in ("GM", "StM")]
+    rows = []
+    for name, runner in plan:
+        rows.append(run_row(name, runner, quick))
+        print(markdown(rows[-1:], (load_before, os.getloadavg()[0])).splitlines()[-1], flush=True)
+    return {
+        "area": "pde",
+        "rows": rows,
+        "markdown": markdown(rows, (load_before, os.getloadavg()[0])),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", nargs=2, metavar=("CASE", "RUNNER"))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], args.quick)))
+    else:
+        print(run(args.quick)["markdown"])

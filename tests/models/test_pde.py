@@ -1,0 +1,366 @@
+"""GP-HM PDE solver: kernels, Kronecker algebra against dense linear algebra, derivative
+operators against autodiff of the GP conditional mean, a 1-D Poisson solve, the Laplace
+variance against its dense formula, the shared cases, and errors on bad input. Float64."""
+
+import pathlib
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayescore.core.errors import ArgumentError, BayescoreError, DataError, ShapeError
+from bayescore.models.pde import (
+    Dirichlet,
+    GPSolution,
+    Neumann,
+    Objective,
+    Problem,
+    grid_operators,
+    kronecker_cholesky,
+    matern,
+    solve,
+    spectral_mixture,
+    squared_exponential,
+)
+from bayescore.models.pde.cases import (
+    CASES,
+    PAPER_CASES,
+    case_problem,
+    exact_fields,
+    load_case,
+    relative_l2,
+    source,
+)
+from bayescore.models.pde.solver import initial_parameters
+
+DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "gphm"
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def random_spd(key, size):
+    a = jax.random.normal(key, (size, size))
+    return a @ a.T / size + 0.5 * jnp.eye(size)
+
+
+# ---------------------------------------------------------------------- kernels
+
+
+def test_kernel_derivatives_match_closed_forms():
+    # exp(-a^2 d^2) cos(2 pi mu d): second lag derivative at 0 is -2 a^2 - (2 pi mu)^2.
+    kernel = spectral_mixture(1, 1.0)  # one component: weight 1, a = 1, mu = 0 (linspace(0,1,1))
+    assert float(kernel.lag_derivative(2)(jnp.zeros(()))) == pytest.approx(-2.0)
+    mixture = spectral_mixture(2, 3.0)  # mu = (0, 3), weights 1/2
+    expected = 0.5 * (-2.0) + 0.5 * (-2.0 - (2 * np.pi * 3.0) ** 2)
+    assert float(mixture.lag_derivative(2)(jnp.zeros(()))) == pytest.approx(expected, rel=1e-12)
+    # d/dx d/dy k(x, y) = -kappa''(x - y): both routes agree away from 0.
+    x, y = 0.3, -0.2
+    assert float(mixture.derivative(x, y, 1, 1)) == pytest.approx(
+        -float(mixture.lag_derivative(2)(jnp.asarray(x - y))), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("nu, order", [(1.5, 2), (2.5, 2), (2.5, 4)])
+def test_matern_derivatives_exact_at_zero_lag(nu, order):
+    # Series of m_nu(s) at 0 (s = sqrt(2 nu) a |d|): 3/2: 1 - s^2/2; 5/2: 1 - s^2/6 + s^4/24.
+    kernel = matern(nu=nu, lengthscale=0.5)
+    rate2 = 2 * nu * 4.0  # (sqrt(2 nu) a)^2 with a = 2
+    closed = {(1.5, 2): -rate2, (2.5, 2): -rate2 / 3, (2.5, 4): rate2**2}[(nu, order)]
+    assert float(kernel.lag_derivative(order)(jnp.zeros(()))) == pytest.approx(closed, rel=1e-10)
+    # and away from 0 against a central finite difference of the previous order
+    lag, h = 0.37, 1e-5
+    previous = kernel.lag_derivative(order - 1)
+    finite = (previous(jnp.asarray(lag + h)) - previous(jnp.asarray(lag - h))) / (2 * h)
+    assert float(kernel.lag_derivative(order)(jnp.asarray(lag))) == pytest.approx(
+        float(finite), rel=1e-6
+    )
+
+
+def test_toeplitz_equals_pairwise_matrix():
+    kernel = spectral_mixture(5, 4.0, spectrum="matern")
+    grid = jnp.linspace(-1.0, 2.0, 9)
+    for order in (0, 1, 2):
+        np.testing.assert_allclose(
+            kernel.toeplitz(9, 3.0 / 8, order), kernel.matrix(grid, grid, order), atol=1e-12
+        )
+
+
+# ---------------------------------------------------------------------- Kronecker algebra
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 5), (3, 4, 2)])
+def test_kronecker_against_dense(shape):
+    keys = jax.random.split(jax.random.key(1), len(shape) + 1)
+    grams = [random_spd(k, m) for k, m in zip(keys, shape, strict=False)]
+    gram = kronecker_cholesky(grams, jitter=1e-3)
+    dense = gram.dense()
+    expected = jnp.ones((1, 1))
+    for g in grams:
+        expected = jnp.kron(expected, g + 1e-3 * jnp.eye(g.shape[0]))
+    np.testing.assert_allclose(dense, expected, rtol=1e-12)
+    values = jax.random.normal(keys[-1], shape)
+    flat = values.ravel()
+    np.testing.assert_allclose(gram.logdet(), jnp.linalg.slogdet(dense)[1], rtol=1e-12)
+    np.testing.assert_allclose(gram.solve(values).ravel(), jnp.linalg.solve(dense, flat), rtol=1e-9)
+    np.testing.assert_allclose(
+        gram.quadratic(values), flat @ jnp.linalg.solve(dense, flat), rtol=1e-10
+    )
+    np.testing.assert_allclose(gram.color(gram.whiten(values)), values, atol=1e-12)
+    chol = jnp.linalg.cholesky(dense)  # the Kronecker of lower factors is the dense factor
+    np.testing.assert_allclose(gram.color(values).ravel(), chol @ flat, atol=1e-12)
+
+
+def test_objective_prior_is_the_dense_gaussian_log_density():
+    problem = Problem(lambda u, d, x: d["xx"] + d["yy"], [(0, 1), (0, 2)], (5, 4))
+    kernels = (spectral_mixture(3, 2.0), matern(nu=2.5, lengthscale=0.7))
+    params = initial_parameters(problem, kernels)
+    values = jax.random.normal(jax.random.key(2), problem.shape)
+    params = params._replace(values=values)
+    objective = Objective(problem, jitter=1e-6)
+    dense = objective.operators(kernels).gram.dense()
+    logpdf = jax.scipy.stats.multivariate_normal.logpdf(values.ravel(), jnp.zeros(20), dense)
+    expected = logpdf + 0.5 * 20 * np.log(2 * np.pi)  # the objective drops the constant
+    terms = eqx.filter_jit(objective.terms)(params)
+    np.testing.assert_allclose(terms["log_prior"], expected, rtol=1e-10)
+
+
+# ---------------------------------------------------------------------- derivative operators
+
+
+def conditional_mean(kernels, axes, weights):
+    """u(z) = sum_a prod_j k_j(z_j, x_ja) alpha_a, written out for autodiff."""
+
+    def mean(point):
+        out = weights
+        for kernel, axis, coordinate in zip(kernels, axes, point, strict=True):
+            row = jax.vmap(lambda x, k=kernel, c=coordinate: k(c, x))(axis)
+            out = jnp.tensordot(row, out, axes=(0, 0))
+        return out
+
+    return mean
+
+
+def test_grid_derivatives_equal_autodiff_of_the_conditional_mean():
+    # A draw of the GP prior on a 2-D grid; the Kronecker operators K^(n) K^-1 applied to it
+    # give the derivatives of the conditional mean, which autodiff computes independently.
+    problem = Problem(lambda u, d, x: d["xx"] + d["xy"] + d["y"], [(0, 1), (-1, 1)], (6, 5))
+    kernels = (spectral_mixture(3, 1.5), matern(nu=2.5, lengthscale=0.8))
+    ops = eqx.filter_jit(grid_operators)(problem, kernels, jitter=1e-8)
+    draw = ops.gram.color(jax.random.normal(jax.random.key(3), problem.shape))
+    weights = ops.gram.solve(draw)
+    mean = conditional_mean(kernels, problem.axes(), weights)
+    points = problem.points().reshape(2, -1).T
+    hessian = jax.jit(jax.vmap(jax.hessian(mean)))(points)
+    gradient = jax.jit(jax.vmap(jax.grad(mean)))(points)
+    np.testing.assert_allclose(ops.field(weights, (2, 0)).ravel(), hessian[:, 0, 0], rtol=1e-9)
+    np.testing.assert_allclose(ops.field(weights, (1, 1)).ravel(), hessian[:, 0, 1], rtol=1e-9)
+    np.testing.assert_allclose(ops.field(weights, (0, 1)).ravel(), gradient[:, 1], rtol=1e-9)
+    # the same from the dense per-dimension operators K_j^(n) (K_j + eps I)^-1
+    dense = ops.operator(0, 2) @ draw @ ops.operator(1, 0).T
+    np.testing.assert_allclose(dense, ops.field(weights, (2, 0)), rtol=1e-8, atol=1e-10)
+
+
+def test_derivative_operator_on_a_trigonometric_function():
+    # K'' K^-1 applied to sin(2x) on 40 points of [0, pi] with a smooth kernel: the kernel
+    # interpolant's second derivative, exact up to the interpolation error (here < 1e-4).
+    problem = Problem(lambda u, d, x: d["xx"], (0.0, np.pi), 40)
+    ops = grid_operators(problem, (squared_exponential(lengthscale=0.5),), jitter=1e-12)
+    x = problem.axes()[0]
+    second = ops.operator(0, 2) @ jnp.sin(2 * x)
+    interior = slice(5, -5)  # interpolation is least accurate near the ends
+    np.testing.assert_allclose(second[interior], -4 * jnp.sin(2 * x)[interior], atol=1e-4)
+
+
+# ---------------------------------------------------------------------- solving
+
+
+def poisson_sin():
+    return Problem(
+        lambda u, d, x: d["xx"] + jnp.sin(x[0]), (0.0, 2 * np.pi), 32, boundary=[Dirichlet(0.0)]
+    )
+
+
+@pytest.fixture(scope="module")
+def sin_solution():
+    with jax.enable_x64(True):
+        return solve(poisson_sin(), spectral_mixture(4, 0.5), num_lbfgs_steps=150, progress=False)
+
+
+def test_poisson_sin_solved_to_1e6(sin_solution):
+    x = jnp.linspace(0, 2 * np.pi, 300)
+    assert relative_l2(sin_solution.predict(x[:, None]), jnp.sin(x)) <= 1e-6
+    # derivatives anywhere, from the same conditional mean
+    assert relative_l2(sin_solution.predict(x[:, None], "x"), jnp.cos(x)) <= 1e-5
+    assert relative_l2(sin_solution.predict(x[:, None], "xx"), -jnp.sin(x)) <= 1e-4
+    assert float(jnp.max(jnp.abs(sin_solution.residual()))) < 1e-4
+    # the pruning report: components by weight share, frequencies below the grid's Nyquist
+    components = sin_solution.components(threshold=0.0)[0]
+    shares = [c.share for c in components]
+    assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(1.0)
+    assert all(c.frequency < 0.5 * 31 / (2 * np.pi) for c in components)
+    assert sin_solution.info.loss.shape == (150,)
+
+
+def test_grid_prediction_and_scattered_prediction_agree(sin_solution):
+    axis = jnp.linspace(0.1, 6.0, 7)
+    np.testing.assert_allclose(
+        sin_solution.predict_grid([axis], "xx"), sin_solution.predict(axis[:, None], "xx"),
+        rtol=1e-10,
+    )  # fmt: skip
+
+
+def test_laplace_std_matches_the_dense_posterior(sin_solution):
+    # moderate precisions, so that the dense route (explicit inverses) is accurate too
+    sol = eqx.tree_at(
+        lambda s: (s.log_precision_boundary, s.log_precision_residual),
+        sin_solution,
+        (jnp.asarray(2.0), jnp.asarray(-4.0)),
+    )
+    ops = sol.operators()
+    size = sol.problem.size
+    cov = ops.gram.dense()
+    # dense Gauss-Newton precision of U (the PDE is linear): C^-1 + lambda tau1 B'B + tau2 A'A
+    operator = ops.matrices[0][2] @ jnp.linalg.inv(cov)
+    mean_operator = ops.matrices[0][0] @ jnp.linalg.inv(cov)
+    boundary = mean_operator[jnp.array([0, size - 1])]
+    precision = (
+        jnp.linalg.inv(cov)
+        + sol.boundary_weight * jnp.exp(sol.log_precision_boundary) * boundary.T @ boundary
+        + jnp.exp(sol.log_precision_residual) * operator.T @ operator
+    )
+    points = jnp.array([[0.7], [3.0]])
+    cross = sol.kernels[0].matrix(points[:, 0], sol.problem.axes()[0])
+    projection = cross @ jnp.linalg.inv(cov)
+    prior = sol.kernels[0](0.0, 0.0)
+    conditional = prior - jnp.sum(projection * cross, axis=1)
+    laplace = jnp.sum(projection @ jnp.linalg.inv(precision) * projection, axis=1)
+    expected = jnp.sqrt(jnp.maximum(conditional, 0) + laplace)
+    np.testing.assert_allclose(sol.std(points), expected, rtol=1e-6)
+    assert bool(jnp.all(sol.std(points, laplace=False) < 0.5 * sol.std(points)))
+
+
+def test_neumann_mismatch_is_the_outward_normal_derivative(sin_solution):
+    # On the fitted sin(x): u'(0) = 1, u'(2 pi) = 1; outward normals -1 at x-, +1 at x+.
+    problem = Problem(
+        lambda u, d, x: d["xx"],
+        (0.0, 2 * np.pi),
+        32,
+        boundary=[Dirichlet(0.0, faces=("x-",)), Neumann(lambda x: 0.5 + 0 * x[0])],
+    )
+    moved = GPSolution(problem, sin_solution.values, sin_solution.kernels,
+                       sin_solution.log_precision_boundary, sin_solution.log_precision_residual,
+                       sin_solution.jitter, sin_solution.boundary_weight)  # fmt: skip
+    np.testing.assert_allclose(moved.boundary_mismatch(), [0.0, -1.5, 0.5], atol=1e-5)
+    assert problem.num_boundary == 3
+
+
+# ---------------------------------------------------------------------- shared cases
+
+
+def test_case_problems_build():
+    assert len(PAPER_CASES) == 11
+    for name in PAPER_CASES:
+        problem = case_problem(name, grid_size=8)
+        assert problem.shape == (8,) * CASES[name].dim
+    fields = exact_fields("poisson_2d-sin_sin", (np.array([0.1]), np.array([0.2])))
+    assert fields["xx"][0, 0] == pytest.approx(-1e4 * np.sin(10.0) * np.sin(20.0))
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared GP-HM data not found at {DATA}")
+@pytest.mark.parametrize("name", ["poisson_1d-single_sin", "allencahn_2d-mix-sincos"])
+def test_cases_match_the_shared_data(name):
+    data = load_case(name, DATA)
+    arrays = data.arrays
+    axes = (arrays["x_col"], arrays["y_col"]) if "y_col" in arrays else (arrays["x_col"],)
+    np.testing.assert_allclose(source(name, axes), arrays["f_col"], rtol=1e-12, atol=1e-9)
+    exact = exact_fields(name, data.test_axes)["u"]
+    assert relative_l2(exact, arrays["u_test"]) < 1e-12
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def test_bad_grids_and_domains_raise():
+    residual = lambda u, d, x: d["xx"]  # noqa: E731
+    with pytest.raises(ArgumentError, match="at least 3"):
+        Problem(residual, (0, 1), 2)
+    with pytest.raises(ArgumentError, match="shape"):
+        Problem(residual, (0, 1), 10.5)
+    with pytest.raises(ShapeError, match="domain"):
+        Problem(residual, [(0, 1), (0, 1)], 10)
+    with pytest.raises(ArgumentError, match="lower < upper"):
+        Problem(residual, (1, 0), 10)
+    with pytest.raises(DataError, match="finite"):
+        Problem(residual, (0, np.nan), 10)
+
+
+def test_bad_residuals_raise():
+    with pytest.raises(ArgumentError, match="residual.*failed.*ZeroDivisionError"):
+        Problem(lambda u, d, x: 1 / 0, (0, 1), 10)
+    with pytest.raises(ArgumentError, match=r"d\['xz'\]"):
+        Problem(lambda u, d, x: d["xz"], [(0, 1), (0, 1)], (5, 5))
+    with pytest.raises(ShapeError, match="does not broadcast"):
+        Problem(lambda u, d, x: jnp.zeros(3), (0, 1), 10)
+    nan_source = Problem(lambda u, d, x: d["xx"] - jnp.log(x[0] - 0.5), (0, 1), 10)
+    with pytest.raises(DataError, match="not finite"):
+        solve(nan_source, squared_exponential(), progress=False)
+
+
+def test_bad_boundary_and_kernels_raise():
+    residual = lambda u, d, x: d["xx"]  # noqa: E731
+    with pytest.raises(ShapeError, match="Dirichlet value"):
+        Problem(residual, (0, 1), 10, boundary=[Dirichlet(jnp.zeros(7))])
+    with pytest.raises(DataError, match="non-finite"):
+        Problem(residual, (0, 1), 10, boundary=[Dirichlet(np.full(10, np.nan))])
+    with pytest.raises(ArgumentError, match="face"):
+        Problem(residual, (0, 1), 10, boundary=[Dirichlet(0.0, faces=("y-",))])
+    problem = Problem(residual, (0, 1), 10)
+    with pytest.raises(ArgumentError, match="smoother kernel"):
+        solve(problem, matern(nu=0.5), progress=False)
+    with pytest.raises(ArgumentError, match="one per dimension"):
+        solve(problem, [squared_exponential()] * 2, progress=False)
+    with pytest.raises(ArgumentError, match="nu"):
+        matern(nu=2.0)
+
+
+def test_bad_prediction_points_raise(sin_solution):
+    with pytest.raises(ShapeError, match="num_points, 1"):
+        sin_solution.predict(jnp.zeros((3, 2)))
+    with pytest.raises(DataError):
+        sin_solution.predict(jnp.array([[jnp.nan]]))
+    with pytest.raises(ArgumentError):
+        sin_solution.predict(jnp.zeros((1, 1)), derivative="yy")
+    assert issubclass(ShapeError, BayescoreError) and isinstance(sin_solution, GPSolution)
+
+
+def test_missing_data_directory_raises(tmp_path):
+    with pytest.raises(DataError, match="cases.json"):
+        load_case("poisson_1d-single_sin", tmp_path)
+
+
+def test_numpyro_model_is_the_objective_in_whitened_coordinates(sin_solution):
+    # log p(z) + L(U = L z) = (1/2) log|C| - (M/2) log(2 pi), the same for every z
+    import bayescore as bc
+    from bayescore.models.pde import numpyro_model
+
+    sol = sin_solution
+    precisions = (float(sol.log_precision_boundary), float(sol.log_precision_residual))
+    target = bc.Target.from_numpyro(numpyro_model(sol.problem, sol.kernels, precisions))
+    ops = sol.operators()
+    objective = eqx.filter_jit(lambda p: sol.objective()(p)[0])
+    size = sol.problem.size
+    expected = 0.5 * float(ops.gram.logdet()) - 0.5 * size * np.log(2 * np.pi)
+    for z in (ops.gram.whiten(sol.values), jax.random.normal(jax.random.key(4), (size,))):
+        params = initial_parameters(sol.problem, sol.kernels)._replace(
+            values=ops.gram.color(z),
+            log_precision_boundary=sol.log_precision_boundary,
+            log_precision_residual=sol.log_precision_residual,
+        )
+        total = float(target.logdensity({"z": z})) + float(objective(params))
+        assert total == pytest.approx(expected, rel=1e-9, abs=1e-6 * abs(float(objective(params))))
