@@ -134,8 +134,14 @@ def markdown(rows: list[dict[str, Any]], load: tuple[float, float]) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """1-D cases × all runners and 2-D cases × GM/StM; quick: one 1-D case with GM."""
+def run(
+    quick: bool = False, cases: list[str] | None = None, runners: list[str] | None = None
+) -> dict[str, Any]:
+    """1-D cases × all runners and 2-D cases × GM/StM; quick: one 1-D case with GM.
+
+    ``cases`` and ``runners`` restrict the plan (``python benchmarks/pde.py --cases
+    poisson_1d-sin_cos --runners GM SE``).
+    """
     if not DATA.is_dir():
         return {"area": "pde", "rows": [], "markdown": f"skipped: no data at {DATA.name}"}
     load_before = os.getloadavg()[0]
@@ -144,6 +150,11 @@ def run(quick: bool = False) -> dict[str, Any]:
     else:
         plan = [(name, runner) for name in CASES_1D for runner in RUNNERS]
         plan += [(name, runner) for name in CASES_2D for runner in ("GM", "StM")]
+    plan = [
+        (name, runner)
+        for name, runner in plan
+        if (cases is None or name in cases) and (runners is None or runner in runners)
+    ]
     rows = []
     for name, runner in plan:
         rows.append(run_row(name, runner, quick))
@@ -159,8 +170,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", nargs=2, metavar=("CASE", "RUNNER"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cases", nargs="+", choices=CASES_1D + CASES_2D)
+    parser.add_argument("--runners", nargs="+", choices=RUNNERS)
+    parser.add_argument("--out", help="also write the rows as JSON to this file")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.quick)))
     else:
-        print(run(args.quick)["markdown"])
+        result = run(args.quick, args.cases, args.runners)
+        print(result["markdown"])
+        if args.out:
+            pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
