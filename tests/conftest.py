@@ -1,11 +1,33 @@
 """Shared models for the tests: small NumPyro models with known answers."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
-import numpy as np
-import numpyro
+# One persistent compilation cache per checkout, shared by the test workers and by the scripts
+# they start: the examples, the docs pages and the demo sections compile many of the same
+# programs, and a second compile of an equal program becomes a file read. Set before JAX
+# starts (the subprocesses inherit it); JAX keys entries by program, version and flags, so a
+# stale entry is never used. Delete .pytest_cache/ to measure cold compile times.
+#
+# A size limit is what makes JAX take a file lock around every read and write of the cache:
+# without one, a process could read an entry that another is still writing. No lock
+# (filelock missing), no cache. Worker crashes inside XLA's compiler are rerun (Makefile).
+try:
+    import filelock  # noqa: F401
+
+    os.environ.setdefault(
+        "JAX_COMPILATION_CACHE_DIR",
+        str(pathlib.Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"),
+    )
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(16 * 2**30))
+except ImportError:
+    pass
+
+import numpy as np  # noqa: E402
+import numpyro  # noqa: E402
 import numpyro.distributions as dist
 import pytest
 

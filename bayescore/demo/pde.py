@@ -43,9 +43,9 @@ WINDOW = 0.1
 def _settings(name: str, dim: int, quick: bool) -> tuple[int | None, dict[str, Any]]:
     """``(grid_size, solve keyword arguments)``: the case's own grid unless quick."""
     if dim == 1:
-        return None, {"num_lbfgs_steps": 100 if quick else 300}
+        return None, {"num_lbfgs_steps": 60 if quick else 300}
     if quick:  # the coarsest grids that still resolve each solution's highest frequency
-        return QUICK_GRIDS[name], {"num_adam_steps": 100, "num_lbfgs_steps": 30, "method": "joint"}
+        return QUICK_GRIDS[name], {"num_adam_steps": 20, "num_lbfgs_steps": 5, "method": "joint"}
     return None, {"num_adam_steps": 1000, "num_lbfgs_steps": 200, "method": "joint"}
 
 
