@@ -6,12 +6,18 @@ What is measured
 **LightSB on the continuous EOT benchmark** (Gushchin et al., NeurIPS 2023 D&B), rebuilt
 offline from its construction (``bayescore.metrics.eot.eot_mixture_benchmark``: the recipe of
 the benchmark's draft notebook with a fixed seed, so the scores are not comparable number for
-number with the published tables). For D ∈ {2, 16, 64, 128} × ε ∈ {0.1, 1, 10}:
-``fit_lightsb`` with the reference's EOT settings (K = 50, diagonal S, S init 1.0, Adam with
-learning rate 1e-3 / 3e-3 / 6e-2 for ε = 0.1 / 1 / 10, 10 000 steps of 128 + 128 rows) on
-2¹⁶ draws of P0 and of P1; at D ≤ 16 (diagonal S) also the same fit followed by 300
-full-batch L-BFGS iterations (``polish_steps``; Adam's minibatch noise alone leaves the fit
-short of the optimum). Reported per cell:
+number with the published tables). For D ∈ {2, 16, 64, 128} × ε ∈ {0.1, 1, 10}, on 2²⁰
+draws of P0 and of P1 (the reference draws fresh minibatches, 1.28 M rows over its 10 000
+steps of 128), two fits with K = 50, diagonal S, S init 1.0 (the reference's EOT notebook):
+
+* *reference*: the reference's protocol: Adam with a constant learning rate 1e-3 / 3e-3 /
+  6e-2 for ε = 0.1 / 1 / 10, 10 000 steps of 128 + 128 rows, the last iterate
+  (``fit_lightsb(..., decay=False, average=0, final_batch_size=None)``);
+* *bayescore*: ``fit_lightsb``'s default schedule: Adam, 10 000 steps, learning rate 1e-2
+  annealed to 0 by a cosine, minibatches of 128 rows for the first 5000 steps and 512 for
+  the last 5000, the average of the iterates of the last 2500 steps returned.
+
+Reported per cell and fit:
 
 * *fit s*: wall time of the fit minus its JAX compile work (*compile s*),
   ``block_until_ready``;
@@ -22,7 +28,8 @@ short of the optimum). Reported per cell:
   the exact plan) — the model's own error;
 * *Gaussian*: the closed-form Gaussian bridge between the moments of the two sample sets
   (``GaussianBridge.from_samples``), analytic cBW — the baseline a solver must beat;
-* *BW-UVP*: BW₂²-UVP (%) of 10⁵ draws x ~ P0 → y ~ π̂(·|x) against P1's exact moments.
+* *BW-UVP*: BW₂²-UVP (%) of 10⁵ draws x ~ P0 → y ~ π̂(·|x) against P1's exact moments
+  (bayescore fit).
 
 One out-of-family instance (``eot_gaussian_benchmark``: full-covariance Gaussians, whose plan
 is a K = 1 *full* LightSB but not a diagonal one) at D = 16, ε = 1: the diagonal and full
@@ -40,7 +47,8 @@ draws and 1000 NUTS draws (4 chains × 2000, thinned); *floor*: W2 between two i
 sets of 1000 NUTS draws. *mean err*: largest |mean − NUTS mean| in NUTS posterior sds; *sd
 err*: largest |sd / NUTS sd − 1|. Compile and steady-state (second call) times separately.
 
-``--quick``: D ∈ {2, 16}, 2000 steps, 200 test inputs, fewer SF draws. Run
+``--quick``: D ∈ {2, 16}, 2000 steps, 200 test inputs, fewer SF draws. ``--dims 2 16``
+restricts the full run's grid. Run
 ``python benchmarks/bridge.py [--quick]`` or ``bayescore bench bridge [--quick]``.
 """
 
@@ -79,39 +87,49 @@ EPSILONS = (0.1, 1.0, 10.0)
 LEARNING_RATES = {0.1: 1e-3, 1.0: 3e-3, 10.0: 6e-2}  # the reference's EOT notebook
 NUM_COMPONENTS = 50
 BATCH = 128
-TRAIN_ROWS = 2**16
+TRAIN_ROWS = 2**20  # per side; the reference draws 10 000 fresh minibatches of 128
+DRAW_CHUNK = 2**16  # rows per sampler call when drawing them (bounded memory at D = 128)
 S_INIT = 1.0
-POLISH_STEPS = 300  # full-batch L-BFGS iterations after Adam (fit_lightsb's polish_steps)
-POLISH_MAX_DIM = 16  # the polish's full-batch line search costs ~50 s at D = 16 already,
-# and for full S (triangular solves over 2¹⁶ rows × 50 components) far more: diagonal only
 
 
 # ------------------------------------------------------------------------------- LightSB
 
 
-def lightsb_cell(benchmark: Any, steps: int, test_inputs: int, diagonal: bool = True) -> dict:
-    """Fit LightSB on draws of ``benchmark`` as the reference does (Adam), and at D ≤ 16 also
-    with the L-BFGS polish; score both beside the protocol's floor."""
-    epsilon = float(benchmark.epsilon)
-    key_x, key_y, key_fit, key_score, key_floor, key_bw = jax.random.split(jax.random.key(SEED), 6)
-    x0 = benchmark.sample_x(key_x, TRAIN_ROWS)
-    x1 = benchmark.sample_y(key_y, TRAIN_ROWS)
+def draw(sampler: Any, key: Any, num_rows: int) -> jax.Array:
+    """``num_rows`` draws of ``sampler(key, n)``, ``DRAW_CHUNK`` rows per call."""
+    chunks = [
+        sampler(jax.random.fold_in(key, i), min(DRAW_CHUNK, num_rows - start))
+        for i, start in enumerate(range(0, num_rows, DRAW_CHUNK))
+    ]
+    return jnp.concatenate(chunks)
 
-    def fit(polish_steps: int) -> Any:
-        return fit_lightsb(
-            x0,
-            x1,
-            epsilon=epsilon,
-            num_components=NUM_COMPONENTS,
-            key=key_fit,
-            num_steps=steps,
-            batch_size=BATCH,
-            learning_rate=LEARNING_RATES.get(epsilon, 1e-2),
-            diagonal=diagonal,
-            s_init=S_INIT,
-            polish_steps=polish_steps,
-            progress=False,
-        )
+
+def lightsb_cell(benchmark: Any, steps: int, test_inputs: int, diagonal: bool = True) -> dict:
+    """Fit LightSB on draws of ``benchmark`` with the reference's protocol and with
+    bayescore's default schedule; score both beside the protocol's floor."""
+    epsilon = round(float(benchmark.epsilon), 6)  # float32 0.1 is not the key 0.1
+    key_x, key_y, key_fit, key_score, key_floor, key_bw = jax.random.split(jax.random.key(SEED), 6)
+    x0 = draw(benchmark.sample_x, key_x, TRAIN_ROWS)
+    x1 = draw(benchmark.sample_y, key_y, TRAIN_ROWS)
+    settings = dict(
+        epsilon=epsilon,
+        num_components=NUM_COMPONENTS,
+        key=key_fit,
+        num_steps=steps,
+        batch_size=BATCH,
+        diagonal=diagonal,
+        s_init=S_INIT,
+        progress=False,
+    )
+    protocols = {
+        "reference": dict(
+            learning_rate=LEARNING_RATES[epsilon],
+            decay=False,
+            average=0.0,
+            final_batch_size=None,
+        ),
+        "bayescore": {},  # fit_lightsb's defaults
+    }
 
     def score(model: Any) -> tuple[float, float]:
         sampled = cbw_uvp(
@@ -122,55 +140,52 @@ def lightsb_cell(benchmark: Any, steps: int, test_inputs: int, diagonal: bool = 
         )
         return sampled, exact
 
-    wall, compile_s, (model, losses) = core.timed_call(lambda: fit(0))
-    sampled, analytic = score(model)
     floor = ground_truth_floor(benchmark, key_floor, num_test_inputs=test_inputs)
     gaussian = GaussianBridge.from_samples(x0, x1, epsilon)
     gaussian_score = cbw_uvp_from_moments(
         gaussian.conditional, benchmark, num_test_inputs=test_inputs
-    )
-    draws = eqx.filter_jit(model.sample)(
-        key_bw, benchmark.sample_x(jax.random.fold_in(key_bw, 1), 100_000)
     )
     row = {
         "dim": benchmark.dim,
         "epsilon": epsilon,
         "family": "diagonal" if diagonal else "full",
         "steps": steps,
-        "compile_s": compile_s,
-        "fit_s": wall - compile_s,
-        "final_loss": float(np.mean(losses[-100:])),
-        "cbw_uvp": sampled,
         "floor": floor,
-        "ratio_to_floor": sampled / floor,
-        "analytic_cbw_uvp": analytic,
         "gaussian_cbw_uvp": gaussian_score,
-        "bw_uvp": bw_uvp(draws, (benchmark.y_mean, benchmark.y_covariance)),
         "test_inputs": test_inputs,
-        "polished_fit_s": None,
-        "polished_cbw_uvp": None,
-        "polished_analytic_cbw_uvp": None,
-        "polished_ratio_to_floor": None,
+        "train_rows": TRAIN_ROWS,
     }
-    if benchmark.dim <= POLISH_MAX_DIM and diagonal:
-        wall, compile_s, (polished, _) = core.timed_call(lambda: fit(POLISH_STEPS))
-        sampled, analytic = score(polished)
-        row.update(
-            polished_fit_s=wall - compile_s,
-            polished_cbw_uvp=sampled,
-            polished_analytic_cbw_uvp=analytic,
-            polished_ratio_to_floor=sampled / floor,
+    for name, protocol in protocols.items():
+        wall, compile_s, (model, losses) = core.timed_call(
+            lambda protocol=protocol: fit_lightsb(x0, x1, **settings, **protocol)
         )
+        sampled, analytic = score(model)
+        row[name] = {
+            "settings": dict(protocol) or "fit_lightsb defaults",
+            "compile_s": compile_s,
+            "fit_s": wall - compile_s,
+            "final_loss": float(np.mean(losses[-100:])),
+            "cbw_uvp": sampled,
+            "ratio_to_floor": sampled / floor,
+            "analytic_cbw_uvp": analytic,
+        }
+    draws = eqx.filter_jit(model.sample)(
+        key_bw, benchmark.sample_x(jax.random.fold_in(key_bw, 1), 100_000)
+    )
+    row["bw_uvp"] = bw_uvp(draws, (benchmark.y_mean, benchmark.y_covariance))
+    reference, ours = row["reference"], row["bayescore"]
     core.log(
-        f"LightSB D={benchmark.dim} eps={epsilon:g}: fit {row['fit_s']:.1f} s, cBW "
-        f"{row['cbw_uvp']:.3f} (floor {floor:.3f}), analytic {row['analytic_cbw_uvp']:.3f}, "
-        f"polished {row['polished_cbw_uvp']}, Gaussian {gaussian_score:.2f}"
+        f"LightSB D={benchmark.dim} eps={epsilon:g} ({row['family']}): floor {floor:.4f}; "
+        f"reference fit {reference['fit_s']:.1f} s, cBW {reference['cbw_uvp']:.4f} "
+        f"(× {reference['ratio_to_floor']:.2f}); bayescore fit {ours['fit_s']:.1f} s, cBW "
+        f"{ours['cbw_uvp']:.4f} (× {ours['ratio_to_floor']:.2f}), analytic "
+        f"{ours['analytic_cbw_uvp']:.4f}; Gaussian {gaussian_score:.2f}"
     )
     return row
 
 
-def lightsb_rows(quick: bool) -> tuple[list[dict], list[dict]]:
-    dims = DIMS[:2] if quick else DIMS
+def lightsb_rows(quick: bool, dims: tuple[int, ...] | None = None) -> tuple[list[dict], list[dict]]:
+    dims = dims or (DIMS[:2] if quick else DIMS)
     steps = 2000 if quick else 10_000
     test_inputs = 200 if quick else 1000
     grid = [
@@ -306,29 +321,34 @@ def markdown(
 ) -> str:
     fmt = core.fmt
     lines = [
-        f"LightSB (K = {NUM_COMPONENTS}, diagonal S unless stated, {grid[0]['steps']} steps "
-        f"of {BATCH} + {BATCH} rows, {TRAIN_ROWS:,d} training draws per side; *+ polish*: "
-        f"then {POLISH_STEPS} full-batch L-BFGS iterations, at D ≤ {POLISH_MAX_DIM}) on the "
-        "rebuilt "
-        f"EOT mixture benchmark; {jax.default_backend()}, {os.cpu_count()} CPU cores, load "
-        f"average {load[0]:.1f} before / {load[1]:.1f} after. cBW₂²-UVP in % over "
+        f"LightSB (K = {NUM_COMPONENTS}, diagonal S unless stated, S init {S_INIT:g}, "
+        f"{grid[0]['steps']} Adam steps, {grid[0]['train_rows']:,d} training draws per side) on "
+        "the rebuilt EOT mixture benchmark; "
+        f"{jax.default_backend()}, {os.cpu_count()} CPU cores, load average {load[0]:.1f} "
+        f"before / {load[1]:.1f} after. Two fits per cell: *reference* is the reference's "
+        f"protocol (constant learning rate {LEARNING_RATES[0.1]:g} / {LEARNING_RATES[1.0]:g} / "
+        f"{LEARNING_RATES[10.0]:g} for ε = 0.1 / 1 / 10, minibatches of {BATCH} + {BATCH} rows, "
+        "the last iterate); *bayescore* is `fit_lightsb`'s default schedule (learning rate "
+        "1e-2 with a cosine decay to 0, minibatches of 128 rows then 512 in the second half, "
+        "the average of the last quarter's iterates). cBW₂²-UVP in % over "
         f"{grid[0]['test_inputs']} test inputs × 1000 draws; *floor*: the exact sampler under "
         "the same protocol (target: cBW ÷ floor ≤ 1.5 at D ≤ 16, fit ≤ 10 s); *analytic*: "
         "from LightSB's exact conditional moments; *Gaussian*: the closed-form bridge between "
-        "the sample moments. *fit s*: wall time minus JAX compile work of the fit.",
+        "the sample moments; *BW-UVP*: of the bayescore fit. *fit s*: wall time minus JAX "
+        "compile work of the fit.",
         "",
-        "| D | ε | compile s | fit s | cBW | floor | cBW ÷ floor | analytic | + polish: fit s "
-        "| cBW | cBW ÷ floor | analytic | Gaussian | BW-UVP |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| D | ε | floor | reference: fit s | cBW | cBW ÷ floor | analytic "
+        "| bayescore: fit s | cBW | cBW ÷ floor | analytic | Gaussian | BW-UVP |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in grid:
+        ref, ours = r["reference"], r["bayescore"]
         lines.append(
-            f"| {r['dim']} | {r['epsilon']:g} | {r['compile_s']:.1f} | {r['fit_s']:.1f} "
-            f"| {r['cbw_uvp']:.3f} | {r['floor']:.3f} | {r['ratio_to_floor']:.2f} "
-            f"| {r['analytic_cbw_uvp']:.3f} | {fmt(r['polished_fit_s'], '.1f')} "
-            f"| {fmt(r['polished_cbw_uvp'], '.3f')} | {fmt(r['polished_ratio_to_floor'], '.2f')} "
-            f"| {fmt(r['polished_analytic_cbw_uvp'], '.4f')} | {r['gaussian_cbw_uvp']:.2f} "
-            f"| {r['bw_uvp']:.3f} |"
+            f"| {r['dim']} | {r['epsilon']:g} | {r['floor']:.4f} | {ref['fit_s']:.1f} "
+            f"| {ref['cbw_uvp']:.4f} | {ref['ratio_to_floor']:.2f} "
+            f"| {ref['analytic_cbw_uvp']:.4f} | {ours['fit_s']:.1f} | {ours['cbw_uvp']:.4f} "
+            f"| {ours['ratio_to_floor']:.2f} | {ours['analytic_cbw_uvp']:.4f} "
+            f"| {r['gaussian_cbw_uvp']:.2f} | {r['bw_uvp']:.3f} |"
         )
     lines += [
         "",
@@ -336,15 +356,16 @@ def markdown(
         f"Out of family: full-covariance Gaussians, D = 16, ε = 1 (the exact plan's own "
         f"sampler scores {out_of_family[0]['exact_plan_cbw_uvp']:.3f}).",
         "",
-        "| LightSB family | fit s | cBW | floor | analytic | + polish: cBW | analytic "
-        "| Gaussian | BW-UVP |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| LightSB family | floor | reference: fit s | cBW | analytic | bayescore: fit s | cBW "
+        "| analytic | Gaussian | BW-UVP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in out_of_family:
+        ref, ours = r["reference"], r["bayescore"]
         lines.append(
-            f"| {r['family']} | {r['fit_s']:.1f} | {r['cbw_uvp']:.3f} | {r['floor']:.3f} "
-            f"| {r['analytic_cbw_uvp']:.3f} | {fmt(r['polished_cbw_uvp'], '.3f')} "
-            f"| {fmt(r['polished_analytic_cbw_uvp'], '.3f')} | {r['gaussian_cbw_uvp']:.3f} "
+            f"| {r['family']} | {r['floor']:.3f} | {ref['fit_s']:.1f} | {ref['cbw_uvp']:.3f} "
+            f"| {ref['analytic_cbw_uvp']:.3f} | {ours['fit_s']:.1f} | {ours['cbw_uvp']:.3f} "
+            f"| {ours['analytic_cbw_uvp']:.3f} | {r['gaussian_cbw_uvp']:.3f} "
             f"| {r['bw_uvp']:.3f} |"
         )
     lines += [
@@ -365,10 +386,11 @@ def markdown(
     return "\n".join(lines)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """LightSB grid, out-of-family instance, Schrödinger–Föllmer; returns rows and markdown."""
+def run(quick: bool = False, dims: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """LightSB grid (``dims``: its dimensions, default all, D ≤ 16 with ``quick``),
+    out-of-family instance, Schrödinger–Föllmer; returns rows and markdown."""
     load_before = os.getloadavg()[0]
-    grid, out_of_family = lightsb_rows(quick)
+    grid, out_of_family = lightsb_rows(quick, dims)
     sf, floor = follmer_rows(quick)
     load = (load_before, os.getloadavg()[0])
     return {
@@ -385,8 +407,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid, fewer steps")
+    parser.add_argument("--dims", type=int, nargs="+", choices=DIMS, help="LightSB grid's D")
     args = parser.parse_args()
-    print(run(quick=args.quick)["markdown"])
+    print(run(quick=args.quick, dims=tuple(args.dims) if args.dims else None)["markdown"])
 
 
 if __name__ == "__main__":

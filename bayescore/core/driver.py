@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray
 
+from bayescore.core.checkpoint import open_checkpoint
 from bayescore.core.errors import ArgumentError, InitializationError, check_positive_int
 from bayescore.core.kernel import Method, as_method
 from bayescore.core.progress import ProgressBar, tick
@@ -67,6 +69,9 @@ def sample(
     devices: Sequence[jax.Device] | int | str | None = None,
     shard: str = "chains",
     init_params: Mapping[str, Any] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1000,
+    resume: str | os.PathLike | None = None,
 ) -> Result:
     """Draw ``num_samples`` per chain from ``target`` with ``method``.
 
@@ -91,12 +96,23 @@ def sample(
         init_params: constrained starting values per latent site, either one value per site
             (shared by all chains) or with a leading ``num_chains`` axis. Default: uniform in
             ``[-2, 2]`` on the unconstrained space, redrawn until finite.
+        checkpoint: a folder to write the run to as it goes
+            (:class:`~bayescore.core.checkpoint.Checkpoint`): the sampler state and the new
+            draws after every ``checkpoint_every`` steps, each file written whole and then
+            renamed into place, so a crash loses at most the chunk that was running.
+        checkpoint_every: steps per chunk, counted in warmup steps and in kept draws.
+        resume: the folder of a checkpointed run with the same arguments: continue it from
+            its last chunk (and keep checkpointing there). Step ``t`` of chain ``c`` uses the
+            key ``fold_in(chain_key[c], t)`` however the run is cut, so the draws equal those
+            of the uninterrupted run.
 
     Returns:
         A :class:`~bayescore.core.result.Result`; ``result.to_arviz()`` gives the DataTree.
 
     Raises:
-        ArgumentError: a size is not a positive integer, or the method is not one.
+        ArgumentError: a size is not a positive integer, the method is not one, or
+            ``checkpoint`` already holds a run (pass ``resume``) or ``resume`` holds none or
+            another run's.
         DiscreteLatentError: the model has discrete latent sites.
         InitializationError: no finite starting point.
 
@@ -133,25 +149,78 @@ def sample(
         positions = _initial_positions(target, init_params, num_chains)
 
     name = getattr(method, "name", type(method).__name__)
+    store = open_checkpoint(
+        checkpoint,
+        resume,
+        checkpoint_every,
+        ("chain", "draw"),
+        method=name,
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        thin=thin,
+        key=np.asarray(jax.random.key_data(key)).tolist(),
+        sites={site: list(np.shape(leaf)) for site, leaf in named_leaves(positions)},
+    )
+    # Without a checkpoint each phase is one chunk: one compiled loop.
+    every = checkpoint_every if store else max(num_warmup, num_samples)
+    warmup_done = store.warmup_done if store else 0
+    draws_done = store.steps_done if store else 0
+
+    def phase(num_steps: int, thin: int, length: int) -> _Phase:
+        return _Phase(method, num_warmup, num_steps, thin, bar.every, mesh, length)
+
     bar = ProgressBar(num_warmup + num_samples * thin, enabled=progress, description=name)
+    pieces = [_unflatten_draws(store.load_outputs(), positions)] if draws_done else []
     with bar:
-        states = _warmup(
-            _Phase(method, num_warmup, num_warmup, 1, bar.every, mesh),
-            target,
-            warmup_keys,
-            positions,
-            state_keys,
-        )
-        phase = _Phase(method, num_warmup, num_samples, thin, bar.every, mesh)
-        parameters, draws, stats = _draw(phase, target, sample_keys, states)
-        jax.block_until_ready(draws)
+        states = _warmup_init(phase(num_warmup, 1, 0), target, positions, state_keys)
+        if draws_done == 0:
+            if warmup_done:
+                states = store.load_state(states)
+            for start, length in _chunks(warmup_done, num_warmup, every):
+                states = _warmup_steps(
+                    phase(num_warmup, 1, length), target, jnp.int32(start), warmup_keys, states
+                )
+                if store:
+                    store.commit(states, warmup_done=start + length)
+            carry = _tune(phase(num_samples, thin, 0), target, states)
+        else:
+            carry = store.load_state(_tune(phase(num_samples, thin, 0), target, states))
+        for start, length in _chunks(draws_done, num_samples, every):
+            carry, draws, stats = _draw_steps(
+                phase(num_samples, thin, length), target, jnp.int32(start), sample_keys, carry
+            )
+            if store:
+                store.commit(carry, outputs=_flatten_draws(draws, stats))
+            pieces.append((draws, stats))
+        jax.block_until_ready(carry)
+    draws = jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=1), *[p[0] for p in pieces])
+    stats = {stat: jnp.concatenate([p[1][stat] for p in pieces], axis=1) for stat in pieces[0][1]}
     return Result(
         positions=draws,
         stats=stats,
-        parameters=parameters,
+        parameters=carry[0],
         target=target,
         method=name,
     )
+
+
+def _flatten_draws(draws: Any, stats: Mapping[str, Array]) -> dict[str, Array]:
+    """Draws and stats as the named arrays of a checkpoint chunk."""
+    named = {f"position_{i}": leaf for i, leaf in enumerate(jax.tree.leaves(draws))}
+    return named | {f"stat_{name}": value for name, value in stats.items()}
+
+
+def _unflatten_draws(named: Mapping[str, Any], positions: Any) -> tuple[Any, dict[str, Array]]:
+    """:func:`_flatten_draws`'s inverse; ``positions`` gives the draws' structure."""
+    treedef = jax.tree.structure(positions)
+    draws = [jnp.asarray(named[f"position_{i}"]) for i in range(treedef.num_leaves)]
+    stats = {
+        name.removeprefix("stat_"): jnp.asarray(value)
+        for name, value in named.items()
+        if name.startswith("stat_")
+    }
+    return jax.tree.unflatten(treedef, draws), stats
 
 
 def as_key(key: Any) -> PRNGKeyArray:
@@ -237,51 +306,61 @@ class _Phase(eqx.Module):
 
     method: Any
     num_warmup: int
-    num_steps: int
+    num_steps: int  # of the whole phase (for progress); one call runs `length` of them
     thin: int
     progress_every: int
     mesh: Mesh | None
+    length: int = 0  # 0: all num_steps in one call
 
 
-def _over_chains(phase: _Phase, fn: Any, target: Target, *chain_args: Any) -> Any:
-    """Run ``fn(target, *chain_args)`` with chain-batched arguments on one or many devices."""
+def _over_chains(phase: _Phase, fn: Any, target: Target, shared: tuple, *chain_args: Any) -> Any:
+    """Run ``fn(target, *shared, *chain_args)`` with chain-batched ``chain_args`` (and
+    ``shared`` the same for every chain) on one or many devices."""
     arrays, static = eqx.partition(target, eqx.is_array)
 
-    def local(arrays: Any, *chain_args: Any) -> Any:
-        return fn(eqx.combine(arrays, static), *chain_args)
+    def local(arrays: Any, *args: Any) -> Any:
+        return fn(eqx.combine(arrays, static), *args)
 
     if phase.mesh is None:
-        return local(arrays, *chain_args)
+        return local(arrays, *shared, *chain_args)
+    replicated = (PartitionSpec(),) * len(shared)
     if phase.mesh.axis_names == (DATA_AXIS,):
         # Data-parallel: the data leaves are split, the chains replicated; replication
         # checking makes JAX sum the gradient of the psum-ed likelihood across devices.
-        def on_shard(arrays: Any, *chain_args: Any) -> Any:
+        def on_shard(arrays: Any, *args: Any) -> Any:
             shard = eqx.combine(arrays, static).on_data_shard(DATA_AXIS, phase.mesh.size)
-            return fn(shard, *chain_args)
+            return fn(shard, *args)
 
         sharded = jax.shard_map(
             on_shard,
             mesh=phase.mesh,
-            in_specs=(target.data_specs(DATA_AXIS),) + (PartitionSpec(),) * len(chain_args),
+            in_specs=(target.data_specs(DATA_AXIS), *replicated)
+            + (PartitionSpec(),) * len(chain_args),
             out_specs=PartitionSpec(),
             check_vma=True,
         )
-        return sharded(arrays, *chain_args)
+        return sharded(arrays, *shared, *chain_args)
     chains = PartitionSpec(CHAIN_AXIS)
     sharded = jax.shard_map(
         local,
         mesh=phase.mesh,
-        in_specs=(PartitionSpec(),) + (chains,) * len(chain_args),
+        in_specs=(PartitionSpec(), *replicated) + (chains,) * len(chain_args),
         out_specs=chains,
         check_vma=False,
     )
-    return sharded(arrays, *chain_args)
+    return sharded(arrays, *shared, *chain_args)
 
 
 def _scan_steps(
-    phase: _Phase, transition: Any, chain_keys: Array, carry: Any, progress_offset: int
+    phase: _Phase,
+    transition: Any,
+    chain_keys: Array,
+    carry: Any,
+    start: Array,
+    progress_offset: int,
 ) -> tuple[Any, Any]:
-    """``lax.scan`` of a chain-vmapped transition; outputs stacked as (chain, step, ...)."""
+    """``lax.scan`` of a chain-vmapped transition over steps ``start, ..., start + length - 1``
+    of the phase; outputs stacked as (chain, step, ...)."""
     on_first_device = phase.mesh is None
 
     over_chains = _vmap_chains(transition, chain_keys.shape[0])
@@ -294,7 +373,8 @@ def _scan_steps(
             tick(step, phase.progress_every, phase.num_steps, progress_offset, phase.thin, first)
         return carry, out
 
-    carry, outs = jax.lax.scan(body, carry, jnp.arange(phase.num_steps))
+    length = phase.length or phase.num_steps
+    carry, outs = jax.lax.scan(body, carry, start + jnp.arange(length))
     return carry, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outs)
 
 
@@ -315,29 +395,46 @@ def _vmap_chains(fn: Any, num_chains: int) -> Any:
 
 
 @eqx.filter_jit
-def _warmup(
-    phase: _Phase, target: Target, chain_keys: Array, positions: Any, init_keys: Array
-) -> Any:
-    def run(target: Target, chain_keys: Array, positions: Any, init_keys: Array) -> Any:
-        kernel = phase.method.warmup(target, phase.num_warmup)
-        states = jax.vmap(kernel.init)(positions, init_keys)
-        if phase.num_steps == 0:
-            return states
-        states, _ = _scan_steps(
-            phase, lambda k, s: (kernel.step(k, s)[0], None), chain_keys, states, 0
-        )
-        return states
+def _warmup_init(phase: _Phase, target: Target, positions: Any, init_keys: Array) -> Any:
+    def run(target: Target, positions: Any, init_keys: Array) -> Any:
+        return jax.vmap(phase.method.warmup(target, phase.num_warmup).init)(positions, init_keys)
 
-    return _over_chains(phase, run, target, chain_keys, positions, init_keys)
+    return _over_chains(phase, run, target, (), positions, init_keys)
 
 
 @eqx.filter_jit
-def _draw(phase: _Phase, target: Target, chain_keys: Array, warmup_states: Any) -> Any:
+def _warmup_steps(
+    phase: _Phase, target: Target, start: Array, chain_keys: Array, states: Any
+) -> Any:
+    """Warmup steps ``start, ..., start + phase.length - 1``."""
+
+    def run(target: Target, start: Array, chain_keys: Array, states: Any) -> Any:
+        kernel = phase.method.warmup(target, phase.num_warmup)
+        states, _ = _scan_steps(
+            phase, lambda k, s: (kernel.step(k, s)[0], None), chain_keys, states, start, 0
+        )
+        return states
+
+    return _over_chains(phase, run, target, (start,), chain_keys, states)
+
+
+@eqx.filter_jit
+def _tune(phase: _Phase, target: Target, warmup_states: Any) -> Any:
+    """``(parameters, states)`` per chain: what warmup tuned, and the chains' states."""
+
+    def run(target: Target, warmup_states: Any) -> Any:
+        return jax.vmap(functools.partial(phase.method.tune, target))(warmup_states)
+
+    return _over_chains(phase, run, target, (), warmup_states)
+
+
+@eqx.filter_jit
+def _draw_steps(phase: _Phase, target: Target, start: Array, chain_keys: Array, carry: Any) -> Any:
+    """Draws ``start, ..., start + phase.length - 1`` from ``carry = (parameters, states)``:
+    the new carry, the draws and their statistics, each ``(chain, draw, ...)``."""
     method: Method = phase.method
 
-    def run(target: Target, chain_keys: Array, warmup_states: Any) -> Any:
-        parameters, states = jax.vmap(functools.partial(method.tune, target))(warmup_states)
-
+    def run(target: Target, start: Array, chain_keys: Array, carry: Any) -> Any:
         def transition(key: Array, carry: tuple) -> tuple:
             parameters, state = carry
             kernel = method.kernel(target, parameters)
@@ -350,12 +447,34 @@ def _draw(phase: _Phase, target: Target, chain_keys: Array, warmup_states: Any) 
                 info = jax.tree.map(lambda x: x[-1], infos)
             return (parameters, state), (state.position, sample_stats(target, state, info))
 
-        _, (draws, stats) = _scan_steps(
-            phase, transition, chain_keys, (parameters, states), phase.num_warmup
+        carry, (draws, stats) = _scan_steps(
+            phase, transition, chain_keys, carry, start, phase.num_warmup
         )
-        return parameters, draws, stats
+        return carry, draws, stats
 
-    return _over_chains(phase, run, target, chain_keys, warmup_states)
+    return _over_chains(phase, run, target, (start,), chain_keys, carry)
+
+
+def _warmup(
+    phase: _Phase, target: Target, chain_keys: Array, positions: Any, init_keys: Array
+) -> Any:
+    """The whole warmup phase in one call: the chains' warmup states after it."""
+    states = _warmup_init(phase, target, positions, init_keys)
+    if phase.num_steps == 0:
+        return states
+    return _warmup_steps(phase, target, jnp.int32(0), chain_keys, states)
+
+
+def _draw(phase: _Phase, target: Target, chain_keys: Array, warmup_states: Any) -> Any:
+    """Tune, then the whole sampling phase in one call: ``(parameters, draws, stats)``."""
+    carry = _tune(phase, target, warmup_states)
+    (parameters, _), draws, stats = _draw_steps(phase, target, jnp.int32(0), chain_keys, carry)
+    return parameters, draws, stats
+
+
+def _chunks(done: int, total: int, every: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of the chunks that take a phase from ``done`` to ``total`` steps."""
+    return [(start, min(every, total - start)) for start in range(done, total, every)]
 
 
 def run_keys(key: PRNGKeyArray, num_chains: int) -> tuple[Array, Array, Array, Array]:

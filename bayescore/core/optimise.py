@@ -11,15 +11,19 @@ polish). :func:`minimise_lbfgs` does the same for a deterministic loss with
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
+from bayescore.core.checkpoint import open_checkpoint
+from bayescore.core.errors import ArgumentError
 from bayescore.core.progress import ProgressBar, tick
 
 
@@ -80,13 +84,35 @@ def optimise(
     key: PRNGKeyArray,
     num_steps: int,
     *,
+    average_from: int | None = None,
+    pass_step: bool = False,
     progress: bool = True,
     description: str = "",
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1000,
+    resume: str | os.PathLike | None = None,
+    run_config: Mapping[str, Any] | None = None,
 ) -> tuple[Any, Array, Array]:
     """Minimise ``loss_fn(params, key) -> (loss, aux)`` for ``num_steps`` steps.
 
     Step ``t`` uses ``fold_in(key, t)``. Returns the final parameters, the loss and the
     scalar ``aux`` (e.g. the objective's value) of every step.
+
+    Args:
+        average_from: if given, return instead the uniform average of the iterates after
+            steps ``average_from, ..., num_steps - 1`` (Polyak–Ruppert tail averaging: it
+            cancels most of the minibatch noise that a stochastic optimiser leaves in its
+            last iterate); its inexact-array leaves are averaged, the others are the last.
+        pass_step: call ``loss_fn(params, key, t)`` with the step index ``t`` (a traced
+            integer), e.g. for a minibatch size that changes during the run.
+        checkpoint: a folder to write the run to every ``checkpoint_every`` steps
+            (:class:`~bayescore.core.checkpoint.Checkpoint`: parameters, optimiser state and
+            the chunk's losses), so that a crash loses at most one chunk.
+        checkpoint_every: steps per chunk.
+        resume: the folder of a checkpointed run with the same arguments: continue it from
+            its last chunk; the result equals the uninterrupted run's.
+        run_config: more JSON-serialisable settings that a resumed run must match (the
+            number of steps, the key and the parameters' shapes are checked already).
 
     Example:
         >>> import jax, jax.numpy as jnp, optax
@@ -99,31 +125,84 @@ def optimise(
         >>> [round(float(v), 2) for v in x] == [3.0, 3.0], losses.shape
         (True, (500,))
     """
+    if average_from is not None and not 0 <= average_from < num_steps:
+        raise ArgumentError(f"average_from must be in [0, {num_steps}), got {average_from}.")
+    store = open_checkpoint(
+        checkpoint,
+        resume,
+        checkpoint_every,
+        ("step",),
+        num_steps=num_steps,
+        average_from=average_from,
+        key=np.asarray(jax.random.key_data(key)).tolist(),
+        params=[list(np.shape(leaf)) for leaf in jax.tree.leaves(params)],
+        **(run_config or {}),
+    )
+    every = checkpoint_every if store else num_steps
+    carry = (params, optimizer.init(params), None if average_from is None else params)
+    done = store.steps_done if store else 0
+    if done:
+        carry = store.load_state(carry)
+    outputs = [store.load_outputs()] if done else []
     with ProgressBar(num_steps, enabled=progress, description=description) as bar:
-        return _scan(loss_fn, params, optimizer.init(params), key, optimizer, num_steps, bar.every)
+        for start in range(done, num_steps, every):
+            length = min(every, num_steps - start)
+            carry, losses, aux = _scan(
+                loss_fn,
+                carry,
+                key,
+                optimizer,
+                num_steps,
+                bar.every,
+                average_from,
+                pass_step,
+                jnp.int32(start),
+                length,
+            )
+            outputs.append({"loss": losses, "aux": aux})
+            if store:
+                store.commit(carry, outputs=outputs[-1])
+    params, _, mean = carry
+    losses, aux = (jnp.concatenate([jnp.asarray(o[n]) for o in outputs]) for n in ("loss", "aux"))
+    return (params if average_from is None else mean), losses, aux
 
 
 @eqx.filter_jit
 def _scan(
     loss_fn: Callable,
-    params: Any,
-    opt_state: Any,
+    carry: tuple[Any, Any, Any],
     key: PRNGKeyArray,
     optimizer: optax.GradientTransformation,
     num_steps: int,
     every: int,
-) -> tuple[Any, Array, Array]:
-    def step(carry: tuple[Any, Any], t: Array) -> tuple[tuple[Any, Any], tuple[Array, Array]]:
-        params, opt_state = carry
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params, jax.random.fold_in(key, t)
-        )
+    average_from: int | None,
+    pass_step: bool,
+    start: Array,
+    length: int,
+) -> tuple[tuple[Any, Any, Any], Array, Array]:
+    """Steps ``start, ..., start + length - 1`` of ``num_steps`` from ``carry = (params,
+    optimiser state, running mean of the iterates or None)``."""
+
+    def step(carry: tuple[Any, Any, Any], t: Array) -> tuple[tuple[Any, Any, Any], Any]:
+        params, opt_state, mean = carry
+        arguments = (params, jax.random.fold_in(key, t)) + ((t,) if pass_step else ())
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(*arguments)
         if every:
             tick(t, every, num_steps, 0, 1, True)
-        return guarded_update(optimizer, params, opt_state, loss, grads), (loss, aux)
+        params, opt_state = guarded_update(optimizer, params, opt_state, loss, grads)
+        if average_from is not None:  # the running mean of the iterates from average_from on
+            weight = 1.0 / jnp.maximum(t - average_from + 1, 1)  # 1 before: it tracks them
 
-    (params, _), (losses, aux) = jax.lax.scan(step, (params, opt_state), jnp.arange(num_steps))
-    return params, losses, aux
+            def update(old: Any, new: Any) -> Any:
+                if not eqx.is_inexact_array(new):
+                    return new
+                return old + weight.astype(new.dtype) * (new - old)
+
+            mean = jax.tree.map(update, mean, params)
+        return (params, opt_state, mean), (loss, aux)
+
+    carry, (losses, aux) = jax.lax.scan(step, carry, start + jnp.arange(length))
+    return carry, losses, aux
 
 
 def minimise_lbfgs(

@@ -1,6 +1,6 @@
 """Inference backends. Each is a Method or Kernel that ``bc.sample`` runs on any Target."""
 
-from bayescore.inference import bridge, sgmcmc, vi
+from bayescore.inference import bridge, programs, sgmcmc, vi
 from bayescore.inference.langevin import MALA, MALT, ULA, Underdamped, mala, malt, ula, underdamped
 from bayescore.inference.nuts import NUTS, nuts
 from bayescore.inference.sgmcmc import psgld, sghmc, sgld, sgnht
@@ -15,6 +15,7 @@ __all__ = [
     "mala",
     "malt",
     "nuts",
+    "programs",
     "psgld",
     "sghmc",
     "sgld",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -194,6 +195,9 @@ def fit(
     num_groups: int | None = None,
     key: PRNGKeyArray | int,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1000,
+    resume: str | os.PathLike | None = None,
 ) -> Approximation:
     """Fit ``family`` to ``target`` by maximising ``objective`` with ``estimator``'s gradients.
 
@@ -212,6 +216,13 @@ def fit(
         num_groups: independent groups of ``K`` draws per step (default: 64 draws in all).
         key: a JAX key or an integer seed.
         progress: show a progress bar.
+        checkpoint: a folder to write the fit to every ``checkpoint_every`` steps (the
+            family's parameters, the optimiser state, the losses so far), each file written
+            whole and renamed into place, so that a crash loses at most one chunk.
+        checkpoint_every: optimiser steps per chunk.
+        resume: the folder of a checkpointed fit with the same arguments: continue it from
+            its last chunk. Step ``t`` uses ``fold_in(key, t)`` however the run is cut, so the
+            result equals the uninterrupted fit's.
 
     Returns:
         An :class:`Approximation`.
@@ -268,7 +279,22 @@ def fit(
             "target's log density is finite (e.g. a smaller init_scale)."
         )
     params, losses, values = optimise(
-        loss_fn, params, optimizer, key, num_steps, progress=progress, description="fit"
+        loss_fn,
+        params,
+        optimizer,
+        key,
+        num_steps,
+        progress=progress,
+        description="fit",
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        run_config={
+            "family": type(paramax.unwrap(family)).__name__,
+            "objective": objective.name,
+            "estimator": estimator.name,
+            "num_groups": num_groups,
+        },
     )
     losses, values = np.asarray(losses), np.asarray(values)
     skipped = int(np.sum(~np.isfinite(losses)))

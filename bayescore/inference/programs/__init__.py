@@ -1,0 +1,53 @@
+"""Inference on higher-order programs, as transformers that compose as plain functions.
+
+``enumerate`` (exact, finite discrete programs), ``importance``, ``resample``, ``collapse``,
+``smc``, ``rmsmc`` (resample-move), ``trace_mh`` and ``pmmh`` take
+:class:`bayescore.models.ho.Measure` programs. The population transformers, called without a
+key, are programs themselves whose random choices are sites,
+so ``enumerate(collapse(smc(m, 2, resampler="multinomial")))`` equals ``enumerate(m)``
+exactly (Ścibior et al., POPL 2018; monad-bayes).
+
+Example:
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from bayescore.models import ho
+    >>> from bayescore.inference import programs
+    >>> def coin():
+    ...     x = numpyro.sample("x", dist.Bernoulli(0.3))
+    ...     numpyro.sample("y", dist.Bernoulli(0.9 * x + 0.1 * (1 - x)), obs=1)
+    ...     return int(x)
+    >>> m = ho.from_model(coin)
+    >>> exact = programs.enumerate(m).probability(lambda x: x == 1)
+    >>> via_smc = programs.enumerate(
+    ...     programs.collapse(programs.smc(m, 2, resampler="multinomial"))
+    ... ).probability(lambda x: x == 1)
+    >>> round(exact, 6), bool(abs(exact - via_smc) < 1e-6)
+    (0.794118, True)
+"""
+
+from bayescore.inference.programs.enumerate import NotEnumerableError, Table, enumerate
+from bayescore.inference.programs.pmmh import pmmh
+from bayescore.inference.programs.population import (
+    Population,
+    collapse,
+    importance,
+    resample,
+)
+from bayescore.inference.programs.smc import rmsmc, smc
+from bayescore.inference.programs.trace_mh import Chain, SingleSite, single_site, trace_mh
+
+__all__ = [
+    "Chain",
+    "NotEnumerableError",
+    "Population",
+    "SingleSite",
+    "Table",
+    "collapse",
+    "enumerate",
+    "importance",
+    "pmmh",
+    "resample",
+    "rmsmc",
+    "single_site",
+    "smc",
+    "trace_mh",
+]
