@@ -696,11 +696,11 @@ def fit_lightsb(
     /(2\varepsilon)`, so at inputs :math:`x` between two components a small error in
     :math:`r_k`, :math:`S_k` or :math:`\alpha_k` moves the conditional mean by the distance
     between them. On the EOT benchmark (K = 50, ε = 0.1, D = 2 and 16) the constant-step fit
-    scores 5–10× the cBW₂²-UVP of a perfect sampler. The defaults remove most of that noise at no cost in
-    steps: a cosine decay of the step size to 0 (``decay``), the average of the iterates over
-    the last quarter of the steps (``average``, Polyak–Ruppert), and larger minibatches in the
-    second half (``final_batch_size``). ``decay=False, average=0, final_batch_size=None`` is
-    the reference's protocol.
+    scores 5–10× the cBW₂²-UVP of a perfect sampler. The defaults remove most of that noise
+    at no cost in steps: a cosine decay of the step size to 0 (``decay``), the average of the
+    iterates over the last quarter of the steps (``average``, Polyak–Ruppert), and larger
+    minibatches in the second half (``final_batch_size``).
+    ``decay=False, average=0, final_batch_size=None`` is the reference's protocol.
 
     Args:
         x0: samples ``(n0, D)`` of :math:`P_0`.

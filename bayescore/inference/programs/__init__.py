@@ -2,9 +2,10 @@
 
 ``enumerate`` (exact, finite discrete programs), ``importance``, ``resample``, ``collapse``,
 ``smc``, ``rmsmc`` (resample-move), ``trace_mh`` and ``pmmh`` take
-:class:`bayescore.models.ho.Measure` programs. The population transformers, called without a
-key, are programs themselves whose random choices are sites,
-so ``enumerate(collapse(smc(m, 2, resampler="multinomial")))`` equals ``enumerate(m)``
+:class:`bayescore.models.ho.Measure` programs; ``to_arviz`` stores their draws (random
+functions evaluated on a grid) as an ArviZ ``DataTree``. The population transformers, called
+without a key, are programs themselves whose random choices are sites, so
+``enumerate(collapse(smc(m, 2, resampler="multinomial")))`` equals ``enumerate(m)``
 exactly (Ścibior et al., POPL 2018; monad-bayes).
 
 Example:
@@ -24,6 +25,7 @@ Example:
     (0.794118, True)
 """
 
+from bayescore.inference.programs.arviz import to_arviz
 from bayescore.inference.programs.enumerate import NotEnumerableError, Table, enumerate
 from bayescore.inference.programs.pmmh import pmmh
 from bayescore.inference.programs.population import (
@@ -49,5 +51,6 @@ __all__ = [
     "rmsmc",
     "single_site",
     "smc",
+    "to_arviz",
     "trace_mh",
 ]

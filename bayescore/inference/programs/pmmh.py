@@ -63,7 +63,8 @@ def pmmh(
         ...         numpyro.sample("y", dist.Normal(x, 1.0), obs=0.5)
         ...     return ho.from_model(body)
         >>> chain = pmmh(prior, model, 4, 5, jax.random.key(0))
-        >>> len(chain.values), chain.values[0][1].num_particles
+        >>> theta, population = chain.values[0]
+        >>> len(chain.values), population.num_particles
         (5, 4)
     """
     num_particles = check_positive_int("num_particles", num_particles)

@@ -1,0 +1,143 @@
+r"""Posterior draws of higher-order programs as an ArviZ ``DataTree``.
+
+A program's posterior may hold functions, partitions and a varying number of sites, which
+ArviZ cannot store as they are; :func:`to_arviz` stores what it can read:
+
+* ``posterior``: the latent sites whose addresses are strings and that every draw has
+  (dims ``(chain, draw, ...)``); each random function named in ``evaluate`` on its grid
+  (dims ``(chain, draw, <name>_x)``, the grid as coordinate); each quantity of ``derived``;
+* ``sample_stats``: for a :class:`~bayescore.inference.programs.Population`, the
+  pre-resampling ``log_weight`` and the ``particle`` index of each draw; for a trace-MH
+  :class:`~bayescore.inference.programs.Chain`, ``log_weight`` and ``accepted``;
+* attributes (of the tree and of each group): ``log_evidence``, ``particle_ess`` and
+  ``num_particles`` of a population, ``acceptance_rate`` of a chain.
+
+A population is resampled to equal weights first (systematic resampling): ArviZ has no
+weights, so its draws are one chain of :math:`N` equally weighted draws whose ESS and
+:math:`\hat R` are *not* those of the particles (use ``particle_ess``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import blackjax.smc.resampling as resampling
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from jaxtyping import PRNGKeyArray
+
+from bayescore.core.errors import ArgumentError
+from bayescore.inference.programs.population import Population
+from bayescore.inference.programs.trace_mh import Chain
+
+
+def _function_of(value: Any, name: str) -> Callable:
+    """The random function ``name`` of a program's value: the value itself if it is callable,
+    else ``value[name]`` or ``value.name``."""
+    if isinstance(value, Mapping) and callable(value.get(name)):
+        return value[name]
+    if callable(getattr(value, name, None)) and not callable(value):
+        return getattr(value, name)
+    if callable(value):
+        return value
+    raise ArgumentError(
+        f"evaluate names {name!r}, but the program's value ({type(value).__name__}) is not a "
+        f"function and has no function {name!r}. Return the function, or a dict holding it "
+        f"under {name!r}."
+    )
+
+
+def _string_latents(traces: list[dict]) -> dict[str, list]:
+    common = None
+    for trace in traces:
+        names = {a for a, site in trace.items() if isinstance(a, str) and site.is_latent}
+        common = names if common is None else common & names
+    return {name: [trace[name].value for trace in traces] for name in sorted(common or ())}
+
+
+def to_arviz(
+    result: Population | Chain,
+    evaluate: Mapping[str, Any] | None = None,
+    derived: Mapping[str, Callable[[Any], Any]] | None = None,
+    *,
+    key: PRNGKeyArray | None = None,
+) -> xr.DataTree:
+    """The draws of ``result`` as an ArviZ ``DataTree`` (groups in the module docstring).
+
+    Args:
+        result: a Population (from ``importance``, ``smc``, ``rmsmc``) or a trace-MH Chain.
+        evaluate: ``{name: grid}``: evaluate each draw's random function ``name`` (the value
+            itself when it is callable, else ``value[name]``) at every point of the grid.
+        derived: ``{name: function}``: store ``function(value)`` for every draw.
+        key: the key of the resampling of a Population (default ``jax.random.key(0)``).
+
+    Example:
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from bayescore.inference import programs
+        >>> from bayescore.models import ho
+        >>> def line():
+        ...     slope = numpyro.sample("slope", dist.Normal())
+        ...     numpyro.sample("y", dist.Normal(slope, 0.5), obs=1.0)
+        ...     return lambda x: slope * x
+        >>> population = programs.importance(ho.from_model(line), 20, jax.random.key(0))
+        >>> tree = to_arviz(population, evaluate={"f": [0.0, 1.0, 2.0]},
+        ...                 derived={"positive": lambda f: f(1.0) > 0})
+        >>> sorted(tree.posterior.data_vars), tree.posterior["f"].shape
+        (['f', 'positive', 'slope'], (1, 20, 3))
+    """
+    from arviz_base import from_dict
+
+    import bayescore
+
+    stats: dict[str, Any] = {}
+    attrs: dict[str, Any] = {
+        "inference_library": "bayescore",
+        "inference_library_version": bayescore.__version__,
+    }
+    if isinstance(result, Population):
+        key = jax.random.key(0) if key is None else key
+        indices = np.asarray(
+            resampling.systematic(
+                key, jnp.asarray(result.normalized_weights()), result.num_particles
+            )
+        )
+        values = [result.values[i] for i in indices]
+        posterior = _string_latents([result.traces[i] for i in indices])
+        stats = {"log_weight": result.log_weights[indices], "particle": indices}
+        attrs.update(
+            method="population",
+            log_evidence=result.log_evidence,
+            particle_ess=result.ess(),
+            num_particles=result.num_particles,
+        )
+    elif isinstance(result, Chain):
+        values = list(result.values)
+        posterior = {}
+        stats = {"log_weight": result.log_weights, "accepted": result.accepted}
+        attrs.update(method="trace_mh", acceptance_rate=result.acceptance_rate)
+    else:
+        raise ArgumentError(
+            f"result must be a Population (importance, smc, rmsmc) or a Chain (trace_mh), "
+            f"found {type(result).__name__}. Pass the result of one of those transformers."
+        )
+    dims: dict[str, list[str]] = {}
+    coords: dict[str, Any] = {}
+    for name, grid in (evaluate or {}).items():
+        points = list(np.asarray(grid))
+        posterior[name] = [
+            np.stack([np.asarray(_function_of(value, name)(x)) for x in points]) for value in values
+        ]
+        dims[name] = [f"{name}_x"]
+        coords[f"{name}_x"] = np.asarray(grid) if np.ndim(grid) == 1 else np.arange(len(points))
+    for name, function in (derived or {}).items():
+        posterior[name] = [np.asarray(function(value)) for value in values]
+    groups = {
+        "posterior": {n: np.stack([np.asarray(v) for v in d])[None] for n, d in posterior.items()}
+    }
+    groups["sample_stats"] = {name: np.asarray(value)[None] for name, value in stats.items()}
+    tree = from_dict(groups, dims=dims, coords=coords, attrs={group: attrs for group in groups})
+    tree.attrs.update(attrs)
+    return tree
