@@ -26,21 +26,6 @@ try:
 except ImportError:
     pass
 
-# Most of the suite's time is XLA compiling small programs that then run for milliseconds:
-# code generation without LLVM's optimisation passes compiles them about 20 % faster. It
-# also runs them 2-3 times slower, so the scripts whose time is spent computing (the demo
-# sections, the examples) run with XLA's defaults (`default_xla_env`). Tests only:
-# benchmarks and users' programs compile with XLA's defaults.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
-os.environ["XLA_FLAGS"] = f"{USER_XLA_FLAGS} {TEST_XLA_FLAGS}".strip()
-
-
-def default_xla_env():
-    """The environment for a subprocess that should compile with XLA's default flags."""
-    return {**os.environ, "XLA_FLAGS": USER_XLA_FLAGS}
-
-
 import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
@@ -104,9 +89,7 @@ def run_on_four_cpu_devices(script, marker):
     A subprocess, because JAX fixes its device count when it starts.
     """
     env = dict(
-        os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count=4 {TEST_XLA_FLAGS}",
-        JAX_PLATFORMS="cpu",
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
     )
     completed = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600

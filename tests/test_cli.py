@@ -8,7 +8,6 @@ import pytest
 
 from bayescore.cli import main
 from bayescore.demo import SECTIONS
-from tests.conftest import default_xla_env
 
 
 def test_info_lists_versions_devices_and_x64(capsys):
@@ -38,7 +37,6 @@ def test_demo_quick_writes_each_section(section, tmp_path):
         capture_output=True,
         text=True,
         timeout=900,
-        env=default_xla_env(),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     page = (out / "index.html").read_text()

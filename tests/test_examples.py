@@ -13,8 +13,6 @@ import sys
 
 import pytest
 
-from tests.conftest import default_xla_env
-
 DEMO = pathlib.Path(__file__).parent.parent / "bayescore" / "demo"
 DEMO_SOURCES = {path.stem: path.read_text() for path in DEMO.glob("*.py")}
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
@@ -22,6 +20,9 @@ SAME_AS_DEMO = {  # script: (demo section, its function the script calls, with t
     "tucker_synthetic": ("tucker", "compare", "quick"),
     "pde_gphm": ("pde", "compare", "quick"),
     "bridge_follmer_logistic": ("bridge", "follmer_comparison", "250 if quick else 1000"),
+    "programs_gp_regression": ("programs", "regression_posterior", "1500 if quick else 6000"),
+    "programs_dp_mixture": ("programs", "cluster_posterior", "100 if quick else 1000"),
+    "programs_changepoint": ("programs", "changepoint_posterior", "800 if quick else 5000"),
 }
 
 
@@ -48,7 +49,6 @@ def test_example_runs_quick(script, tmp_path):
         capture_output=True,
         text=True,
         timeout=900,
-        env=default_xla_env(),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert any(tmp_path.iterdir())  # it wrote its outputs

@@ -18,7 +18,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ["foundation", "langevin", "sgmcmc", "flows", "vi", "bridge", "tucker", "pde"]
+SECTIONS = [
+    "foundation",
+    "langevin",
+    "sgmcmc",
+    "flows",
+    "vi",
+    "bridge",
+    "tucker",
+    "pde",
+    "programs",
+]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }

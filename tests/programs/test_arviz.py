@@ -54,9 +54,11 @@ def test_chain_to_datatree():
         return lambda x: slope * x
 
     chain = programs.trace_mh(ho.from_model(model), 15, jax.random.key(1))
-    tree = programs.to_arviz(chain, evaluate={"f": [2.0]}, derived={"slope": lambda f: f(1.0)})
+    tree = programs.to_arviz(chain, evaluate={"f": [2.0]}, derived={"f1": lambda f: f(1.0)})
     assert tree.posterior["f"].shape == (1, 15, 1)
-    assert np.allclose(tree.posterior["f"].values[..., 0], 2.0 * tree.posterior["slope"].values)
+    assert np.allclose(tree.posterior["f"].values[..., 0], 2.0 * tree.posterior["f1"].values)
+    # the latent site itself, from the chain's latents
+    assert np.allclose(tree.posterior["slope"].values, tree.posterior["f1"].values)
     assert tree.sample_stats["accepted"].values.mean() == pytest.approx(chain.acceptance_rate)
 
 

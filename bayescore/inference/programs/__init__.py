@@ -1,12 +1,12 @@
 """Inference on higher-order programs, as transformers that compose as plain functions.
 
 ``enumerate`` (exact, finite discrete programs), ``importance``, ``resample``, ``collapse``,
-``smc``, ``rmsmc`` (resample-move), ``trace_mh`` and ``pmmh`` take
-:class:`bayescore.models.ho.Measure` programs; ``to_arviz`` stores their draws (random
-functions evaluated on a grid) as an ArviZ ``DataTree``. The population transformers, called
-without a key, are programs themselves whose random choices are sites, so
-``enumerate(collapse(smc(m, 2, resampler="multinomial")))`` equals ``enumerate(m)``
-exactly (Ścibior et al., POPL 2018; monad-bayes).
+``smc``, ``rmsmc`` (resample-move), ``trace_mh`` (kernels ``single_site``, ``lazy``,
+``restart``, ``site_kernel``) and ``pmmh`` take :class:`bayescore.models.ho.Measure` programs;
+``to_arviz`` stores their draws (random functions evaluated on a grid) as an ArviZ
+``DataTree``. The population transformers, called without a key, are programs themselves
+whose random choices are sites, so ``enumerate(collapse(smc(m, 2, resampler="multinomial")))``
+equals ``enumerate(m)`` exactly (Ścibior et al., POPL 2018; monad-bayes).
 
 Example:
     >>> import numpyro, numpyro.distributions as dist
@@ -35,21 +35,42 @@ from bayescore.inference.programs.population import (
     resample,
 )
 from bayescore.inference.programs.smc import rmsmc, smc
-from bayescore.inference.programs.trace_mh import Chain, SingleSite, single_site, trace_mh
+from bayescore.inference.programs.trace_mh import (
+    Chain,
+    Lazy,
+    Restart,
+    SingleSite,
+    SiteKernel,
+    kernel_move,
+    lazy,
+    random_walk,
+    restart,
+    single_site,
+    site_kernel,
+    trace_mh,
+)
 
 __all__ = [
     "Chain",
+    "Lazy",
     "NotEnumerableError",
     "Population",
+    "Restart",
     "SingleSite",
+    "SiteKernel",
     "Table",
     "collapse",
     "enumerate",
     "importance",
+    "kernel_move",
+    "lazy",
     "pmmh",
+    "random_walk",
     "resample",
+    "restart",
     "rmsmc",
     "single_site",
+    "site_kernel",
     "smc",
     "to_arviz",
     "trace_mh",

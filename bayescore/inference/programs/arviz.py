@@ -4,8 +4,9 @@ A program's posterior may hold functions, partitions and a varying number of sit
 ArviZ cannot store as they are; :func:`to_arviz` stores what it can read:
 
 * ``posterior``: the latent sites whose addresses are strings and that every draw has
-  (dims ``(chain, draw, ...)``); each random function named in ``evaluate`` on its grid
-  (dims ``(chain, draw, <name>_x)``, the grid as coordinate); each quantity of ``derived``;
+  (dims ``(chain, draw, ...)``; for a chain, from its ``latents``); each random function
+  named in ``evaluate`` on its grid (dims ``(chain, draw, <name>_x)``, the grid as
+  coordinate); each quantity of ``derived``;
 * ``sample_stats``: for a :class:`~bayescore.inference.programs.Population`, the
   pre-resampling ``log_weight`` and the ``particle`` index of each draw; for a trace-MH
   :class:`~bayescore.inference.programs.Chain`, ``log_weight`` and ``accepted``;
@@ -56,6 +57,11 @@ def _string_latents(traces: list[dict]) -> dict[str, list]:
         names = {a for a, site in trace.items() if isinstance(a, str) and site.is_latent}
         common = names if common is None else common & names
     return {name: [trace[name].value for trace in traces] for name in sorted(common or ())}
+
+
+def _common_latents(latents: list[dict]) -> dict[str, list]:
+    common = set.intersection(*(set(step) for step in latents)) if latents else set()
+    return {name: [step[name] for step in latents] for name in sorted(common)}
 
 
 def to_arviz(
@@ -115,7 +121,7 @@ def to_arviz(
         )
     elif isinstance(result, Chain):
         values = list(result.values)
-        posterior = {}
+        posterior = _common_latents(result.latents or [])
         stats = {"log_weight": result.log_weights, "accepted": result.accepted}
         attrs.update(method="trace_mh", acceptance_rate=result.acceptance_rate)
     else:

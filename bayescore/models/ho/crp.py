@@ -68,10 +68,12 @@ class Restaurant:
             dist.Categorical(probs=jnp.asarray(weights / weights.sum())),
         )
         table = int(table)
-        if table == self.num_tables:
+        if table >= self.num_tables:
+            # A new table. An index past it (a replayed value that an MH proposal made
+            # impossible) has probability 0, so its run is rejected; it opens one too.
             self.counts.append(1)
-        else:
-            self.counts[table] += 1
+            return self.num_tables - 1
+        self.counts[table] += 1
         return table
 
 
