@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 import sys
@@ -61,18 +62,18 @@ class StationaryKernel(eqx.Module):
     derivatives of any order, Toeplitz matrices on uniform grids) follows by autodiff.
     """
 
+    @abc.abstractmethod
     def profile(self, lag: Float[Array, ""]) -> Float[Array, ""]:
         r""":math:`\kappa(\delta)` at one lag :math:`\delta = x - x'`."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def smoothness(self) -> int:
         r"""The highest order :math:`n` with :math:`\kappa^{(n)}(0)` finite.
 
         A derivative :math:`\partial^n u` of the GP conditional mean on a grid needs
         :math:`\kappa^{(n)}` at lag 0, so the solver accepts PDEs up to this order.
         """
-        raise NotImplementedError
 
     def __call__(self, x: ArrayLike, y: ArrayLike) -> Float[Array, ""]:
         """:math:`k(x, y)` for two scalars."""
