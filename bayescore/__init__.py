@@ -20,6 +20,7 @@ Example:
 from importlib.metadata import PackageNotFoundError, version
 
 from bayescore import core, inference, metrics, models
+from bayescore.core import distributed
 from bayescore.core.driver import sample
 from bayescore.core.errors import BayescoreError
 from bayescore.core.kernel import Kernel
@@ -38,6 +39,7 @@ __all__ = [
     "Result",
     "Target",
     "core",
+    "distributed",
     "fit",
     "inference",
     "metrics",

@@ -18,6 +18,7 @@ DEMO_SOURCES = {path.stem: path.read_text() for path in DEMO.glob("*.py")}
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 SAME_AS_DEMO = {  # script: (demo section, its function the script calls, with the arguments)
     "tucker_synthetic": ("tucker", "compare", "quick"),
+    "flows_energies": ("flows", "energy_comparison", "quick"),
     "pde_gphm": ("pde", "compare", "quick"),
     "bridge_follmer_logistic": ("bridge", "follmer_comparison", "250 if quick else 1000"),
     "programs_gp_regression": ("programs", "regression_posterior", "1500 if quick else 6000"),

@@ -3,12 +3,17 @@
 Imports nothing else from bayescore.
 """
 
-from bayescore.core import errors
-from bayescore.core.driver import sample
-from bayescore.core.errors import BayescoreError
-from bayescore.core.kernel import Kernel, Method, as_method
-from bayescore.core.result import Result, predict
-from bayescore.core.target import Target
+from bayescore.core import distributed, errors
+
+# Join the multi-process run that BAYESCORE_* variables describe, if any, before the imports
+# below: BlackJAX starts JAX's backend when imported, and jax.distributed cannot start after.
+distributed.initialize()
+
+from bayescore.core.driver import sample  # noqa: E402
+from bayescore.core.errors import BayescoreError  # noqa: E402
+from bayescore.core.kernel import Kernel, Method, as_method  # noqa: E402
+from bayescore.core.result import Result, predict  # noqa: E402
+from bayescore.core.target import Target  # noqa: E402
 
 __all__ = [
     "BayescoreError",
@@ -17,6 +22,7 @@ __all__ = [
     "Result",
     "Target",
     "as_method",
+    "distributed",
     "errors",
     "predict",
     "sample",

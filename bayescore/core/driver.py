@@ -22,6 +22,7 @@ the same shapes only runs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -33,11 +34,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray
 
 from bayescore.core.checkpoint import open_checkpoint
-from bayescore.core.errors import ArgumentError, InitializationError, check_positive_int
+from bayescore.core.errors import (
+    ArgumentError,
+    InitializationError,
+    NumericalError,
+    check_positive_int,
+)
 from bayescore.core.kernel import Method, as_method
 from bayescore.core.progress import ProgressBar, tick
 from bayescore.core.result import Result
@@ -72,6 +79,7 @@ def sample(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1000,
     resume: str | os.PathLike | None = None,
+    on_fault: str = "raise",
 ) -> Result:
     """Draw ``num_samples`` per chain from ``target`` with ``method``.
 
@@ -105,6 +113,20 @@ def sample(
             its last chunk (and keep checkpointing there). Step ``t`` of chain ``c`` uses the
             key ``fold_in(chain_key[c], t)`` however the run is cut, so the draws equal those
             of the uninterrupted run.
+        on_fault: what to do when a step leaves a NaN or inf anywhere in a chain's state
+            (positions, log density, gradient, adaptation state); every draw records it in
+            the ``nonfinite`` sample statistic. ``"raise"``: a
+            :class:`~bayescore.core.errors.NumericalError` naming the chains and steps, at
+            the end of the chunk where it happened (earlier chunks stay checkpointed).
+            ``"drop_chain"``: the run goes on and the faulty chains are left out of the
+            result (``Result.dropped_chains``; the DataTree keeps the original chain
+            numbers as its ``chain`` coordinate). ``"restart_from_last_good"``: the step is
+            rejected and the chain goes on from its state before it, so no draw is ever
+            non-finite (for Metropolis-adjusted kernels this is a rejection, which keeps
+            the target restricted to where its density is finite invariant; for
+            unadjusted ones it is a truncation of the region the chain may enter).
+            Divergent transitions (``diverging``) are recorded per draw and counted per
+            chain in a logged warning.
 
     Returns:
         A :class:`~bayescore.core.result.Result`; ``result.to_arviz()`` gives the DataTree.
@@ -115,6 +137,8 @@ def sample(
             another run's.
         DiscreteLatentError: the model has discrete latent sites.
         InitializationError: no finite starting point.
+        NumericalError: with ``on_fault="raise"``, a chain's state became NaN or infinite;
+            with ``"drop_chain"``, every chain's did.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -135,6 +159,11 @@ def sample(
     num_warmup = check_positive_int("num_warmup", num_warmup, allow_zero=True)
     num_chains = check_positive_int("num_chains", num_chains)
     thin = check_positive_int("thin", thin)
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    if on_fault not in FAULT_POLICIES:
+        raise ArgumentError(
+            f"on_fault must be one of {', '.join(map(repr, FAULT_POLICIES))}, got {on_fault!r}."
+        )
     method = as_method(method)
     target.require_continuous(f"{type(method).__name__}")
     key = as_key(key)
@@ -147,6 +176,9 @@ def sample(
         positions = target.init(init_key, num_chains)
     else:
         positions = _initial_positions(target, init_params, num_chains)
+    given = target  # the Result's: the caller's arrays, readable by every process
+    if mesh is not None and shard == "data":
+        target = shard_data(target, mesh)
 
     name = getattr(method, "name", type(method).__name__)
     store = open_checkpoint(
@@ -168,7 +200,18 @@ def sample(
     draws_done = store.steps_done if store else 0
 
     def phase(num_steps: int, thin: int, length: int) -> _Phase:
-        return _Phase(method, num_warmup, num_steps, thin, bar.every, mesh, length)
+        return _Phase(method, num_warmup, num_steps, thin, bar.every, mesh, length, on_fault)
+
+    warmup_faults = np.zeros(num_chains, dtype=np.int64)
+
+    def check_faults(faults: Any, start: int, stage: str) -> None:
+        """Count a chunk's faults per chain; raise for ``on_fault="raise"`` (before the
+        chunk is committed, so the checkpoint keeps the run up to the chunk before)."""
+        faults = np.asarray(faults)
+        if on_fault == "raise" and faults.any():
+            raise _fault_error(faults, start, stage)
+        if stage == "warmup":
+            warmup_faults[:] += faults.sum(axis=1)
 
     bar = ProgressBar(num_warmup + num_samples * thin, enabled=progress, description=name)
     pieces = [_unflatten_draws(store.load_outputs(), positions)] if draws_done else []
@@ -178,9 +221,10 @@ def sample(
             if warmup_done:
                 states = store.load_state(states)
             for start, length in _chunks(warmup_done, num_warmup, every):
-                states = _warmup_steps(
+                states, faults = _warmup_steps(
                     phase(num_warmup, 1, length), target, jnp.int32(start), warmup_keys, states
                 )
+                check_faults(faults, start, "warmup")
                 if store:
                     store.commit(states, warmup_done=start + length)
             carry = _tune(phase(num_samples, thin, 0), target, states)
@@ -190,18 +234,76 @@ def sample(
             carry, draws, stats = _draw_steps(
                 phase(num_samples, thin, length), target, jnp.int32(start), sample_keys, carry
             )
+            check_faults(stats["nonfinite"], start, "sampling")
             if store:
                 store.commit(carry, outputs=_flatten_draws(draws, stats))
             pieces.append((draws, stats))
         jax.block_until_ready(carry)
     draws = jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=1), *[p[0] for p in pieces])
     stats = {stat: jnp.concatenate([p[1][stat] for p in pieces], axis=1) for stat in pieces[0][1]}
-    return Result(
-        positions=draws,
-        stats=stats,
-        parameters=carry[0],
-        target=target,
-        method=name,
+    draws, stats, carry = process_local((draws, stats, carry))
+    return _apply_fault_policy(
+        Result(positions=draws, stats=stats, parameters=carry[0], target=given, method=name),
+        on_fault,
+        warmup_faults,
+    )
+
+
+def _fault_error(faults: np.ndarray, start: int, stage: str) -> NumericalError:
+    """The error for non-finite states in a chunk: which chains, from which step."""
+    chains = np.flatnonzero(faults.any(axis=1))
+    first = {int(c): start + int(np.argmax(faults[c])) for c in chains}
+    where = ", ".join(f"chain {c} at {stage} step {t}" for c, t in first.items())
+    return NumericalError(
+        f"A NaN or inf appeared in the sampler state: {where}. The density or its gradient "
+        "is not finite somewhere the chains went, or the steps are too large. Use a "
+        "smaller step size or a reparameterised model, or pass "
+        "on_fault='restart_from_last_good' (reject such steps) or on_fault='drop_chain' "
+        "(leave those chains out)."
+    )
+
+
+def _apply_fault_policy(result: Result, on_fault: str, warmup_faults: np.ndarray) -> Result:
+    """Drop or report the chains with non-finite states, and warn of divergences."""
+    sampling_faults = np.asarray(result.stats["nonfinite"]).sum(axis=1)
+    faults = warmup_faults + sampling_faults
+    if "diverging" in result.stats:
+        divergent = np.asarray(result.stats["diverging"]).sum(axis=1)
+        if divergent.any():
+            logger.warning(
+                "%s divergent transitions after warmup (per chain: %s); the draws near "
+                "them may be biased. Raise the target acceptance rate or reparameterise.",
+                int(divergent.sum()),
+                divergent.tolist(),
+            )
+    if not faults.any():
+        return result
+    if on_fault == "restart_from_last_good":
+        logger.warning(
+            "%d steps left a NaN or inf in the state and were rejected (per chain: %s).",
+            int(faults.sum()),
+            faults.tolist(),
+        )
+        return result
+    kept = np.flatnonzero(faults == 0)
+    dropped = tuple(int(c) for c in np.flatnonzero(faults))
+    if kept.size == 0:
+        raise NumericalError(
+            "Every chain reached a state with a NaN or inf, so on_fault='drop_chain' leaves "
+            "nothing. Use a smaller step size or a reparameterised model, or pass "
+            "on_fault='restart_from_last_good'."
+        )
+    logger.warning(
+        "Chains %s reached a state with a NaN or inf and are left out of the result.",
+        list(dropped),
+    )
+    take = functools.partial(jnp.take, indices=jnp.asarray(kept), axis=0)
+    return dataclasses.replace(
+        result,
+        positions=jax.tree.map(take, result.positions),
+        stats={name: take(value) for name, value in result.stats.items()},
+        parameters=jax.tree.map(take, result.parameters),
+        dropped_chains=dropped,
     )
 
 
@@ -277,6 +379,13 @@ def chain_mesh(devices: Any, num_chains: int, shard: str = "chains") -> Mesh | N
             raise ArgumentError(f"devices must list jax.Device objects, got {devices!r}.")
     if len(chosen) == 1:
         return None
+    missing = set(range(jax.process_count())) - {d.process_index for d in chosen}
+    if missing:
+        raise ArgumentError(
+            f"devices={devices!r} leaves out every device of process(es) {sorted(missing)} of "
+            f"the {jax.process_count()} processes of this run; each process runs the same "
+            "program and must own some of the mesh. Pass devices='all'."
+        )
     if shard == "data":
         return Mesh(np.asarray(chosen), (DATA_AXIS,))
     if num_chains % len(chosen):
@@ -294,11 +403,114 @@ def _check_data_parallel(method: Any, target: Target, num_devices: int) -> None:
     num_shards = getattr(method, "num_shards", None)
     if num_shards is not None and num_shards % num_devices:
         raise ArgumentError(
-            f"num_shards={num_shards} of {type(method).__name__} is not a multiple of the "
-            f"{num_devices} devices: each device draws the minibatch strata of its own block. "
-            f"Build the method with num_shards={num_devices} (or a multiple); the same "
-            "num_shards on one device gives the same draws."
+            f"num_shards={num_shards} of {getattr(method, 'name', type(method).__name__)} is "
+            f"not a multiple of the {num_devices} devices: each device draws the minibatch "
+            f"strata of its own block. Pass num_shards={num_devices} (or a multiple); the same "
+            "num_shards on one device gives the same result."
         )
+
+
+def over_data_shards(fn: Any, target: Target, mesh: Mesh) -> Any:
+    """``fn(target, *args)`` run data-parallel: each device of ``mesh`` (axis ``"data"``)
+    calls ``fn`` with ``target.on_data_shard`` on its block of the data and the same
+    ``args``; the result (replicated) is every device's.
+
+    The shard's densities ``psum`` the likelihood over the devices, and ``shard_map``'s
+    replication checking makes the gradient of such a sum, taken inside ``fn`` or of the
+    returned function, the sum of the devices' gradients. ``bc.sample(shard="data")`` and
+    ``bc.fit(devices=...)`` both run through here, inside their compiled loops (called
+    outside ``jit``, ``shard_map`` runs operation by operation: slowly).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> import bayescore as bc
+        >>> from bayescore.core.driver import chain_mesh, over_data_shards
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0, 1))
+        ...     with numpyro.plate("data", len(y), subsample_size=2) as idx:
+        ...         numpyro.sample("y", dist.Normal(mu, 1), obs=y[idx])
+        >>> target = bc.Target.from_numpyro(model, jnp.arange(4.0))
+        >>> mesh = jax.sharding.Mesh(jax.devices()[:1], ("data",))
+        >>> logdensity = jax.jit(over_data_shards(lambda t, p: t.logdensity(p), target, mesh))
+        >>> bool(jnp.isclose(logdensity({"mu": 0.5}), target.logdensity({"mu": 0.5})))
+        True
+    """
+    arrays, static = eqx.partition(target, eqx.is_array)
+
+    def on_shard(arrays: Any, *args: Any) -> Any:
+        return fn(eqx.combine(arrays, static).on_data_shard(DATA_AXIS, mesh.size), *args)
+
+    def run(*args: Any) -> Any:
+        sharded = jax.shard_map(
+            on_shard,
+            mesh=mesh,
+            in_specs=(target.data_specs(DATA_AXIS),) + (PartitionSpec(),) * len(args),
+            out_specs=PartitionSpec(),
+            check_vma=True,
+        )
+        return sharded(arrays, *args)
+
+    return run
+
+
+def shard_data(target: Target, mesh: Mesh) -> Target:
+    """``target`` with its arrays placed on ``mesh`` once, before a data-parallel run: each
+    device holds its block of every subsampled plate's data (``target.data_specs``) and the
+    other arrays whole.
+
+    Every process of a multi-process run passes the same full data; each places only its
+    own devices' blocks (``jax.make_array_from_callback``), so the Target's arrays become
+    global arrays without any transfer between processes.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> import bayescore as bc
+        >>> from bayescore.core.driver import shard_data
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0, 1))
+        ...     with numpyro.plate("data", len(y), subsample_size=2) as idx:
+        ...         numpyro.sample("y", dist.Normal(mu, 1), obs=y[idx])
+        >>> target = bc.Target.from_numpyro(model, jnp.arange(4.0))
+        >>> mesh = jax.sharding.Mesh(jax.devices()[:1], ("data",))
+        >>> shard_data(target, mesh).model_args[0].sharding.spec
+        P('data',)
+    """
+    arrays, static = eqx.partition(target, eqx.is_array)
+
+    def place(leaf: Any, spec: PartitionSpec) -> Array:
+        sharding = NamedSharding(mesh, spec)
+        if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+            return leaf
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return eqx.combine(jax.tree.map(place, arrays, target.data_specs(DATA_AXIS)), static)
+
+
+def _spans_processes(mesh: Mesh) -> bool:
+    return len({device.process_index for device in mesh.devices.flat}) > 1
+
+
+def process_local(tree: Any) -> Any:
+    """``tree`` with every global array (a multi-process run's) replaced by this process's
+    whole copy: a fully replicated array's local shard, any other gathered from all
+    processes (then every process must call it). Other leaves are returned as they are.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from bayescore.core.driver import process_local
+        >>> process_local({"x": jnp.ones(2), "n": 3})["x"].shape
+        (2,)
+    """
+
+    def local(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+            return leaf
+        if leaf.is_fully_replicated:
+            return leaf.addressable_data(0)
+        return jnp.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+    return jax.tree.map(local, tree)
 
 
 class _Phase(eqx.Module):
@@ -311,6 +523,41 @@ class _Phase(eqx.Module):
     progress_every: int
     mesh: Mesh | None
     length: int = 0  # 0: all num_steps in one call
+    on_fault: str = "raise"
+
+
+FAULT_POLICIES = ("raise", "drop_chain", "restart_from_last_good")
+
+
+def finite_state(state: Any) -> Array:
+    """Whether every floating-point leaf of a chain's state is finite (a scalar bool).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from bayescore.core.driver import finite_state
+        >>> bool(finite_state({"x": jnp.ones(3), "lp": jnp.array(-jnp.inf)}))
+        False
+    """
+    finite = jnp.bool_(True)
+    for leaf in jax.tree.leaves(state):
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            finite &= jnp.all(jnp.isfinite(leaf))
+    return finite
+
+
+def _guarded(step: Any, on_fault: str) -> Any:
+    """``step`` that also returns whether its new state has a NaN or inf; with
+    ``on_fault="restart_from_last_good"`` such a state is replaced by the state before the
+    step (the step is rejected), so the chain carries on from its last finite state."""
+
+    def guarded(key: Array, state: Any) -> tuple[Any, Any, Array]:
+        new, info = step(key, state)
+        fault = ~finite_state(new)
+        if on_fault == "restart_from_last_good":
+            new = jax.tree.map(lambda n, o: jnp.where(fault, o, n), new, state)
+        return new, info, fault
+
+    return guarded
 
 
 def _over_chains(phase: _Phase, fn: Any, target: Target, shared: tuple, *chain_args: Any) -> Any:
@@ -323,23 +570,9 @@ def _over_chains(phase: _Phase, fn: Any, target: Target, shared: tuple, *chain_a
 
     if phase.mesh is None:
         return local(arrays, *shared, *chain_args)
-    replicated = (PartitionSpec(),) * len(shared)
     if phase.mesh.axis_names == (DATA_AXIS,):
-        # Data-parallel: the data leaves are split, the chains replicated; replication
-        # checking makes JAX sum the gradient of the psum-ed likelihood across devices.
-        def on_shard(arrays: Any, *args: Any) -> Any:
-            shard = eqx.combine(arrays, static).on_data_shard(DATA_AXIS, phase.mesh.size)
-            return fn(shard, *args)
-
-        sharded = jax.shard_map(
-            on_shard,
-            mesh=phase.mesh,
-            in_specs=(target.data_specs(DATA_AXIS), *replicated)
-            + (PartitionSpec(),) * len(chain_args),
-            out_specs=PartitionSpec(),
-            check_vma=True,
-        )
-        return sharded(arrays, *shared, *chain_args)
+        return over_data_shards(fn, target, phase.mesh)(*shared, *chain_args)
+    replicated = (PartitionSpec(),) * len(shared)
     chains = PartitionSpec(CHAIN_AXIS)
     sharded = jax.shard_map(
         local,
@@ -348,7 +581,11 @@ def _over_chains(phase: _Phase, fn: Any, target: Target, shared: tuple, *chain_a
         out_specs=chains,
         check_vma=False,
     )
-    return sharded(arrays, *shared, *chain_args)
+    out = sharded(arrays, *shared, *chain_args)
+    if _spans_processes(phase.mesh):
+        # Every process reads the whole result: gather the chains onto every device.
+        out = jax.lax.with_sharding_constraint(out, NamedSharding(phase.mesh, PartitionSpec()))
+    return out
 
 
 def _scan_steps(
@@ -406,14 +643,17 @@ def _warmup_init(phase: _Phase, target: Target, positions: Any, init_keys: Array
 def _warmup_steps(
     phase: _Phase, target: Target, start: Array, chain_keys: Array, states: Any
 ) -> Any:
-    """Warmup steps ``start, ..., start + phase.length - 1``."""
+    """Warmup steps ``start, ..., start + phase.length - 1``: the states after them, and
+    whether each step left a NaN or inf in the state, ``(chain, step)``."""
 
     def run(target: Target, start: Array, chain_keys: Array, states: Any) -> Any:
-        kernel = phase.method.warmup(target, phase.num_warmup)
-        states, _ = _scan_steps(
-            phase, lambda k, s: (kernel.step(k, s)[0], None), chain_keys, states, start, 0
-        )
-        return states
+        step = _guarded(phase.method.warmup(target, phase.num_warmup).step, phase.on_fault)
+
+        def transition(key: Array, state: Any) -> tuple[Any, Array]:
+            state, _, fault = step(key, state)
+            return state, fault
+
+        return _scan_steps(phase, transition, chain_keys, states, start, 0)
 
     return _over_chains(phase, run, target, (start,), chain_keys, states)
 
@@ -437,15 +677,21 @@ def _draw_steps(phase: _Phase, target: Target, start: Array, chain_keys: Array, 
     def run(target: Target, start: Array, chain_keys: Array, carry: Any) -> Any:
         def transition(key: Array, carry: tuple) -> tuple:
             parameters, state = carry
-            kernel = method.kernel(target, parameters)
+            step = _guarded(method.kernel(target, parameters).step, phase.on_fault)
             if phase.thin == 1:
-                state, info = kernel.step(key, state)
+                state, info, fault = step(key, state)
             else:
-                state, infos = jax.lax.scan(
-                    lambda s, k: kernel.step(k, s), state, jax.random.split(key, phase.thin)
+
+                def thinned(s: Any, k: Array) -> tuple:
+                    s, info, fault = step(k, s)
+                    return s, (info, fault)
+
+                state, (infos, faults) = jax.lax.scan(
+                    thinned, state, jax.random.split(key, phase.thin)
                 )
-                info = jax.tree.map(lambda x: x[-1], infos)
-            return (parameters, state), (state.position, sample_stats(target, state, info))
+                info, fault = jax.tree.map(lambda x: x[-1], infos), jnp.any(faults)
+            stats = sample_stats(target, state, info) | {"nonfinite": fault}
+            return (parameters, state), (state.position, stats)
 
         carry, (draws, stats) = _scan_steps(
             phase, transition, chain_keys, carry, start, phase.num_warmup
@@ -462,7 +708,7 @@ def _warmup(
     states = _warmup_init(phase, target, positions, init_keys)
     if phase.num_steps == 0:
         return states
-    return _warmup_steps(phase, target, jnp.int32(0), chain_keys, states)
+    return _warmup_steps(phase, target, jnp.int32(0), chain_keys, states)[0]
 
 
 def _draw(phase: _Phase, target: Target, chain_keys: Array, warmup_states: Any) -> Any:

@@ -4,7 +4,9 @@
 
 * ``posterior``: constrained site values (and deterministic sites), dims named by plates;
 * ``sample_stats``: ``lp`` and the method's per-draw statistics (``acceptance_rate``,
-  ``step_size``, ``diverging``, ``n_steps``, ... where the method has them);
+  ``step_size``, ``diverging``, ``n_steps``, ... where the method has them), and
+  ``nonfinite``: whether the step left a NaN or inf in the chain's state (see ``on_fault``
+  in :func:`~bayescore.core.driver.sample`);
 * ``log_likelihood``: pointwise log likelihood per observed site (so ``az.loo`` works);
 * ``observed_data``: the full observed data.
 
@@ -40,6 +42,9 @@ class Result:
         parameters: what warmup tuned, per chain (e.g. NUTS's step size, inverse mass matrix).
         target: the Target that was sampled.
         method: the name of the method.
+        dropped_chains: the chains left out because their state became NaN or infinite
+            (``bc.sample(..., on_fault="drop_chain")``); the DataTree's ``chain`` coordinate
+            keeps the original numbers of the others.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -59,6 +64,7 @@ class Result:
     parameters: Any
     target: Target
     method: str = ""
+    dropped_chains: tuple[int, ...] = ()
 
     @property
     def num_chains(self) -> int:
@@ -117,7 +123,18 @@ class Result:
             log_likelihood = self.target.pointwise_log_likelihood(posterior, batch_ndims=2)
             groups["log_likelihood"] = {n: np.asarray(v) for n, v in log_likelihood.items()}
             groups["observed_data"] = self.target.observed_data()
-        return _to_datatree(self.target, groups, coords, dims, self.method)
+        if self.dropped_chains:
+            kept = [
+                c
+                for c in range(self.num_chains + len(self.dropped_chains))
+                if c not in self.dropped_chains
+            ]
+            coords = {"chain": kept, **(coords or {})}
+        tree = _to_datatree(self.target, groups, coords, dims, self.method)
+        if self.dropped_chains:
+            for group in tree.children.values():
+                group.attrs["dropped_chains"] = list(self.dropped_chains)
+        return tree
 
 
 def predict(
@@ -216,6 +233,6 @@ def _to_datatree(
     return from_dict(
         groups,
         dims={k: v for k, v in all_dims.items()},
-        coords={k: v for k, v in all_coords.items() if k in used},
+        coords={k: v for k, v in all_coords.items() if k in used or k in ("chain", "draw")},
         attrs={group: attrs for group in groups},
     )

@@ -128,7 +128,8 @@ class Target(eqx.Module):
         (``subsample_size=B``) enable :meth:`logdensity_estimate`.
 
         Raises:
-            DataError: an array argument or an observed site holds NaN or inf.
+            DataError: an array argument holds NaN, inf or non-real values (strings,
+                complex numbers, objects), or an observed site holds NaN or inf.
             ShapeError: data disagree with a plate's size or subsample size.
             ModelError: the model cannot be traced.
 
@@ -148,9 +149,9 @@ class Target(eqx.Module):
                 f"model must be a callable NumPyro model, got {type(model).__name__}. "
                 "Pass the model function itself, not the result of calling it."
             )
+        _check_finite_arguments(model, args, kwargs)
         args = jax.tree.map(_to_device, tuple(args))
         kwargs = jax.tree.map(_to_device, dict(kwargs))
-        _check_finite_arguments(model, args, kwargs)
         finder = _Plates(model)
         try:
             model_trace = handlers.trace(handlers.seed(finder, 0)).get_trace(*args, **kwargs)
@@ -245,6 +246,15 @@ class Target(eqx.Module):
                 "example_params must be a pytree with at least one array, got "
                 f"{example_params!r}. Pass e.g. {{'x': jnp.zeros(d)}}."
             )
+        for path, leaf in jax.tree_util.tree_flatten_with_path(example_params)[0]:
+            dtype = getattr(leaf, "dtype", None)
+            if dtype is None:
+                dtype = np.asarray(leaf).dtype
+            if np.dtype(dtype).kind not in "biuf":
+                raise ArgumentError(
+                    f"example_params{jax.tree_util.keystr(path)} must be a real number or an "
+                    f"array of them, got {leaf!r} (dtype {dtype}). Pass e.g. jnp.zeros(d)."
+                )
         example = jax.tree.map(
             lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(float)),
             example_params,
@@ -884,12 +894,21 @@ def _argument_names(model: Callable, args: tuple, kwargs: dict) -> dict[str, Any
 def _check_finite_arguments(model: Callable, args: tuple, kwargs: dict) -> None:
     for name, value in _argument_names(model, args, kwargs).items():
         for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
-            if not isinstance(leaf, (jax.Array, np.ndarray, float)):
+            if not isinstance(leaf, (jax.Array, np.ndarray, float)) or (
+                isinstance(leaf, jax.Array)
+                and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+            ):
                 continue
             array = np.asarray(leaf)
-            if array.dtype.kind not in "fc" or np.all(np.isfinite(array)):
-                continue
             where = name + jax.tree_util.keystr(path)
+            if array.dtype.kind not in "biuf":
+                raise DataError(
+                    f"model argument `{where}` has dtype {array.dtype}; a model's data must be "
+                    "real numbers (bool, int or float). Convert it with np.asarray(..., float), "
+                    "or split complex data into real and imaginary parts."
+                )
+            if array.dtype.kind != "f" or np.all(np.isfinite(array)):
+                continue
             bad = np.argwhere(~np.isfinite(array))
             raise DataError(
                 f"model argument `{where}` has {len(bad)} NaN/inf value(s) (first at index "

@@ -411,11 +411,28 @@ def energy_rows(
     return rows, panels
 
 
+def energy_comparison(quick: bool) -> tuple[int, tuple[str, ...], list, list]:
+    """The demo's reverse-KL fits of U1..U4 (:func:`energy_rows`): 32 planar layers and a
+    6-layer spline coupling flow, and 32 radial layers unless ``quick``; 300 steps if
+    ``quick``, else 4000. Returns ``(steps, kinds, rows, panels)``.
+
+    Example (a minute of fits even when quick: the demo's flows section runs it):
+        >>> from bayescore.demo.flows import energy_comparison
+        >>> steps, kinds, rows, panels = energy_comparison(quick=True)  # doctest: +SKIP
+        >>> steps, kinds, len(rows)  # doctest: +SKIP
+        (300, ('planar', 'coupling'), 8)
+    """
+    steps = 300 if quick else 4000
+    kinds = ("planar", "coupling") if quick else ("planar", "radial", "coupling")
+    rows, panels = energy_rows(steps, kinds=kinds)
+    return steps, kinds, rows, panels
+
+
 def run(section: Any, quick: bool) -> None:
     """Fill the demo section (see the module docstring)."""
     import pandas as pd
 
-    epochs, steps, num = (5, 300, 2000) if quick else (40, 4000, 10_000)
+    epochs, num = (5, 2000) if quick else (40, 10_000)
 
     flow, history, test = fit_two_moons(num, epochs)
     log_prob = flow_log_density(flow)
@@ -430,8 +447,7 @@ def run(section: Any, quick: bool) -> None:
         "flows_two_moons",
     )
 
-    kinds = ("planar", "coupling") if quick else ("planar", "radial", "coupling")
-    rows, panels = energy_rows(steps, kinds=kinds)
+    steps, kinds, rows, panels = energy_comparison(quick)
     section.text(
         "Rezende & Mohamed's energies, fitted by reverse KL with 32 planar layers, "
         f"{'' if quick else '32 radial layers '}and a 6-layer spline coupling flow (256 draws "
@@ -471,6 +487,7 @@ __all__ = [
     "dihedral_angles",
     "dihedral_log_density",
     "energy",
+    "energy_comparison",
     "energy_rows",
     "fit_energy",
     "fit_torus",

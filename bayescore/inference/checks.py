@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescore.core.errors import ArgumentError, ShapeError, check_positive_float
+from bayescore.core.errors import ArgumentError, ShapeError, check_array, check_positive_float
 
 
 def check_sampler_arguments(
@@ -44,7 +44,7 @@ def check_sampler_arguments(
         )
     divergence_threshold = check_positive_float("divergence_threshold", divergence_threshold)
     if inverse_mass_matrix is not None:
-        matrix = np.asarray(inverse_mass_matrix)
+        matrix = np.asarray(check_array("inverse_mass_matrix", inverse_mass_matrix, finite=False))
         if matrix.ndim not in (1, 2) or (matrix.ndim == 2 and matrix.shape[0] != matrix.shape[1]):
             raise ShapeError(
                 f"inverse_mass_matrix must have shape (dim,) (diagonal) or (dim, dim) (dense), "

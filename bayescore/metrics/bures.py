@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from bayescore.core.errors import DataError, ShapeError
+from bayescore.core.errors import DataError, ShapeError, check_array
 
 
 def _psd_sqrt(matrix: Array) -> Array:
@@ -68,6 +68,8 @@ def bures_wasserstein(
 
     Raises:
         ShapeError: if the last axes disagree or the covariances are not square.
+        DataError: for NaN or inf entries (checked outside ``jit`` only).
+        ArgumentError: for arrays of anything but real numbers.
 
     Example:
         >>> import jax.numpy as jnp
@@ -77,10 +79,14 @@ def bures_wasserstein(
         >>> round(float(distance), 4)
         1.0
     """
-    mean, covariance = jnp.asarray(mean), jnp.asarray(covariance)
-    reference_mean, reference_covariance = (
-        jnp.asarray(reference_mean),
-        jnp.asarray(reference_covariance),
+    mean, covariance, reference_mean, reference_covariance = (
+        jnp.asarray(check_array(name, value))
+        for name, value in (
+            ("mean", mean),
+            ("covariance", covariance),
+            ("reference_mean", reference_mean),
+            ("reference_covariance", reference_covariance),
+        )
     )
     dim = mean.shape[-1] if mean.ndim else None
     for name, value in (("covariance", covariance), ("reference_covariance", reference_covariance)):
@@ -120,7 +126,12 @@ def empirical_moments(
         >>> tuple(mean.tolist()), float(cov[0, 1])
         ((1.0, 2.0), 2.0)
     """
-    samples = jnp.asarray(samples)
+    samples = jnp.asarray(check_array("samples", samples))
+    if samples.ndim < 2 or samples.shape[-2] < 2:
+        raise ShapeError(
+            f"samples must have shape (..., num_samples >= 2, dim), got {samples.shape}. A "
+            "covariance needs at least two draws."
+        )
     mean = jnp.mean(samples, axis=-2)
     centred = samples - mean[..., None, :]
     covariance = jnp.einsum("...ni,...nj->...ij", centred, centred) / (samples.shape[-2] - 1)
@@ -128,6 +139,7 @@ def empirical_moments(
 
 
 def _check_samples(name: str, samples: ArrayLike, dim: int | None = None) -> Array:
+    check_array(name, samples, finite=False, allow_empty=True)  # strings, complex, objects
     samples = jnp.asarray(samples)
     if samples.ndim != 2 or samples.shape[0] < 2 or (dim is not None and samples.shape[1] != dim):
         expected = f"(num_samples >= 2, {dim if dim is not None else 'dim'})"

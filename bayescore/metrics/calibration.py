@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescore.core.errors import ArgumentError, ShapeError
+from bayescore.core.errors import ArgumentError, ShapeError, check_array, check_positive_int
 
 
 def expected_calibration_error(probabilities: Any, labels: Any, num_bins: int = 10) -> float:
@@ -27,14 +27,25 @@ def expected_calibration_error(probabilities: Any, labels: Any, num_bins: int = 
         >>> expected_calibration_error(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]))
         0.45
     """
-    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
-    if probabilities.ndim != 2 or labels.shape != probabilities.shape[:1]:
+    probabilities = check_array("probabilities", probabilities, ndim=2)
+    labels = np.asarray(labels)
+    if labels.shape != probabilities.shape[:1]:
         raise ShapeError(
             f"probabilities must be (n, classes) and labels (n,), got {probabilities.shape} and "
             f"{labels.shape}."
         )
-    if num_bins < 1:
-        raise ArgumentError(f"num_bins must be a positive integer, got {num_bins}.")
+    if np.any(probabilities < 0.0) or np.any(probabilities > 1.0):
+        raise ArgumentError(
+            "probabilities must lie in [0, 1] (predictive probabilities, not logits); got "
+            f"values in [{probabilities.min():.3g}, {probabilities.max():.3g}]. Apply a softmax."
+        )
+    num_classes = probabilities.shape[1]
+    if labels.dtype.kind not in "iu" or np.any(labels < 0) or np.any(labels >= num_classes):
+        raise ArgumentError(
+            f"labels must be integer classes in [0, {num_classes}), got dtype {labels.dtype} "
+            f"with values {labels[:5].tolist()}...."
+        )
+    num_bins = check_positive_int("num_bins", num_bins)
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     bins = np.minimum((confidence * num_bins).astype(int), num_bins - 1)

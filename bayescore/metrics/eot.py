@@ -1001,6 +1001,14 @@ def eot_gaussian_benchmark(dim: int, epsilon: float, seed: int = 0) -> GaussianE
     return gaussian_eot(mean0, cov0, mean1, cov1, epsilon, seed=[seed, dim, 1])
 
 
+def _check_benchmark(benchmark: object) -> None:
+    if not isinstance(benchmark, EOTBenchmark):
+        raise ArgumentError(
+            "benchmark must be an EOTBenchmark (eot_gaussian_benchmark, eot_mixture_benchmark, "
+            f"gaussian_eot or mixture_eot), got {type(benchmark).__name__}."
+        )
+
+
 def _check_count(name: str, value: int | None, limit: int) -> int:
     if value is None:
         return limit
@@ -1092,6 +1100,7 @@ def cbw_uvp(
         >>> score < 1.0
         True
     """
+    _check_benchmark(benchmark)
     num_samples = check_positive_int("num_samples", num_samples)
     if num_samples < 2:
         raise ArgumentError(
@@ -1159,6 +1168,7 @@ def cbw_uvp_from_moments(
         >>> 90 < cbw_uvp_from_moments(constant, benchmark) < 110
         True
     """
+    _check_benchmark(benchmark)
     count = _check_count("num_test_inputs", num_test_inputs, benchmark.test_inputs.shape[0])
     dim = benchmark.dim
     if chunk_size is not None:
@@ -1213,6 +1223,7 @@ def ground_truth_floor(
         >>> ground_truth_floor(benchmark, jax.random.key(0), num_test_inputs=256) < 0.1
         True
     """
+    _check_benchmark(benchmark)
     return cbw_uvp(
         benchmark.sample_conditional,
         benchmark,

@@ -28,6 +28,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
+from bayescore.core.errors import (
+    ShapeError,
+    check_array,
+    check_interval,
+    check_positive_float,
+    check_positive_int,
+)
+
 
 def _k0_rows(xi: Array, si: Array, x: Array, s: Array, c: float, beta: float, mask: Array) -> Array:
     """Sum over ``j`` of ``k0(x_i, x_j)`` for a block of rows ``i`` (``mask``: real rows)."""
@@ -79,14 +87,16 @@ def imq_ksd(
         >>> exact < 0.1 < shifted
         True
     """
-    x = jnp.asarray(samples)
-    s = jnp.asarray(scores, dtype=x.dtype)
-    if x.ndim != 2 or s.shape != x.shape:
-        raise ValueError(
+    x = jnp.asarray(check_array("samples", samples, ndim=2))
+    s = jnp.asarray(check_array("scores", scores), dtype=x.dtype)
+    if s.shape != x.shape:
+        raise ShapeError(
             f"samples and scores must both have shape (n, d); got {x.shape} and {s.shape}."
         )
+    c = check_positive_float("c", c)
+    beta = check_interval("beta", beta, -1.0, 0.0)
     n = x.shape[0]
-    block = max(1, min(int(block_size), n))
+    block = min(check_positive_int("block_size", block_size), n)
     blocks = -(-n // block)
     pad = blocks * block - n
     xp = jnp.pad(x, ((0, pad), (0, 0))).reshape(blocks, block, -1)

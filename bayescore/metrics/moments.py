@@ -26,18 +26,26 @@ from __future__ import annotations
 import numpy as np
 from arviz_stats.base import array_stats
 
+from bayescore.core.errors import ShapeError, check_array, check_positive_float, check_positive_int
+
 
 def _as_draws(draws: np.ndarray) -> np.ndarray:
-    draws = np.asarray(draws, dtype=np.float64)
+    draws = np.asarray(
+        check_array("draws", draws, ndim=(2, 3), hint="Pass draws of shape (chain, draw, dim)."),
+        dtype=np.float64,
+    )
     if draws.ndim == 2:
         draws = draws[..., None]
-    if draws.ndim != 3:
-        from bayescore.core.errors import ShapeError
-
-        raise ShapeError(
-            f"draws must have shape (chain, draw, dim) or (chain, draw), got {draws.shape}."
-        )
     return draws
+
+
+def _exact(name: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An exact moment as a finite float64 array broadcast to ``shape``, or an error."""
+    array = np.asarray(check_array(name, value), dtype=np.float64)
+    try:
+        return np.broadcast_to(array, shape)
+    except ValueError as error:
+        raise ShapeError(f"{name} must broadcast to shape {shape}, got {array.shape}.") from error
 
 
 def mcse_mean(draws: np.ndarray) -> np.ndarray:
@@ -64,7 +72,7 @@ def mean_zscores(draws: np.ndarray, exact_mean: np.ndarray) -> np.ndarray:
         True
     """
     draws = _as_draws(draws)
-    exact_mean = np.broadcast_to(np.asarray(exact_mean, dtype=np.float64), draws.shape[-1:])
+    exact_mean = _exact("exact_mean", exact_mean, draws.shape[-1:])
     return (draws.mean(axis=(0, 1)) - exact_mean) / mcse_mean(draws)
 
 
@@ -82,10 +90,12 @@ def covariance_zscores(
     """
     draws = _as_draws(draws)
     dim = draws.shape[-1]
-    centred = draws - np.asarray(exact_mean, dtype=np.float64)
+    centred = draws - _exact("exact_mean", exact_mean, (dim,))
     products = centred[..., :, None] * centred[..., None, :]
     flat = products.reshape(*draws.shape[:2], dim * dim)
-    errors = flat.mean(axis=(0, 1)) - np.asarray(exact_covariance, dtype=np.float64).ravel()
+    errors = (
+        flat.mean(axis=(0, 1)) - _exact("exact_covariance", exact_covariance, (dim, dim)).ravel()
+    )
     return (errors / mcse_mean(flat)).reshape(dim, dim)
 
 
@@ -104,6 +114,8 @@ def zscore_bound(num_moments: int, single: float = 4.0) -> float:
     """
     from scipy.stats import norm
 
+    num_moments = check_positive_int("num_moments", num_moments)
+    single = check_positive_float("single", single)
     if num_moments <= 1:
         return float(single)
     false_alarm = 2.0 * norm.sf(single)

@@ -41,7 +41,8 @@ def test_blackjax_algorithm_plugs_in_unchanged_and_is_exact():
     # MALA is exact: moments within 4 ESS-based Monte Carlo standard errors.
     assert np.all(np.abs(mean_zscores(draws, MEAN)) < 4)
     assert np.all(np.abs(covariance_zscores(draws, MEAN, COVARIANCE)) < 4)
-    assert set(result.stats) == {"lp", "acceptance_rate", "is_accepted"}
+    assert set(result.stats) == {"lp", "acceptance_rate", "is_accepted", "nonfinite"}
+    assert not result.stats["nonfinite"].any()
     assert 0.3 < float(result.stats["acceptance_rate"].mean()) < 1.0
     np.testing.assert_allclose(
         result.stats["lp"],

@@ -15,7 +15,7 @@ from scipy.linalg import solve_discrete_lyapunov
 import bayescore as bc
 from bayescore.core.data import minibatch_indices, permute, target_batch
 from bayescore.core.driver import as_key, run_keys
-from bayescore.core.errors import ArgumentError, DiscreteLatentError
+from bayescore.core.errors import ArgumentError, DiscreteLatentError, NumericalError
 from bayescore.inference import sgmcmc
 from bayescore.inference.sgmcmc.samplers import minibatch_noise_variance
 from bayescore.metrics import covariance_zscores, mean_zscores
@@ -369,16 +369,12 @@ def test_cyclical_schedule_records_exploration_and_explores_without_noise():
 
 def test_divergence_is_flagged():
     target = linear_gaussian(0.1)
-    result = bc.sample(
-        bc.inference.sgld(1.0),
-        target,
-        num_samples=50,
-        num_warmup=0,
-        num_chains=1,
-        key=0,
-        progress=False,
-    )
-    assert bool(result.stats["diverging"].any())
+    kwargs = dict(num_samples=50, num_warmup=0, num_chains=1, key=0, progress=False)
+    with pytest.raises(NumericalError, match="chain 0 at sampling step"):
+        bc.sample(bc.inference.sgld(1.0), target, **kwargs)  # the state overflows
+    result = bc.sample(bc.inference.sgld(1.0), target, on_fault="restart_from_last_good", **kwargs)
+    assert bool(result.stats["diverging"].any()) and bool(result.stats["nonfinite"].any())
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(result.positions))
 
 
 # ----------------------------------------------------------------------- data-parallel
@@ -422,6 +418,17 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
                                        rtol=1e-4, atol=1e-4, err_msg=f"{method} {name}")
         assert np.std(np.asarray(single.positions["w"])[:, -50:]) > 0  # they do move
 
+    # VI on minibatches: each device evaluates its block's rows of every step's minibatch.
+    fit_kwargs = dict(num_steps=100, key=3, num_shards=4, progress=False)
+    single = bc.fit(target, bc.inference.vi.mean_field(target), **fit_kwargs)
+    sharded = bc.fit(target, bc.inference.vi.mean_field(target), devices=4, shard="data",
+                     **fit_kwargs)
+    np.testing.assert_allclose(single.history["loss"], sharded.history["loss"], rtol=1e-5)
+    for one, two in zip(jax.tree.leaves(single.family), jax.tree.leaves(sharded.family)):
+        if isinstance(one, jax.Array):
+            np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6)
+    assert single.history["loss"][-20:].mean() < single.history["loss"][:20].mean()
+
     def fixed_size(x, y):  # the plate's size does not follow the data: refused
         w = numpyro.sample("w", dist.Normal(0, 1).expand([3]).to_event(1))
         with numpyro.plate("data", 400, subsample_size=16) as idx:
@@ -439,6 +446,13 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
             assert message in str(error), error
         else:
             raise AssertionError(f"no error for {message}")
+    try:
+        bc.fit(target, bc.inference.vi.mean_field(target), devices=4, **{**fit_kwargs,
+                                                                        "num_shards": 2})
+    except ArgumentError as error:
+        assert "num_shards=2 of bc.fit" in str(error), error
+    else:
+        raise AssertionError("no error for bc.fit's num_shards=2")
     print("DATA-PARALLEL OK")
 """)
 

@@ -6,6 +6,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from scipy import stats
 
 from bayescore.core.errors import ArgumentError
 from bayescore.inference import programs
@@ -68,3 +69,27 @@ def test_bad_inputs_raise():
     population = programs.Population([1, 2], [{}, {}], np.zeros(2))
     with pytest.raises(ArgumentError, match="evaluate"):
         programs.to_arviz(population, evaluate={"f": GRID})
+
+
+Y = np.array([0.5, -0.2, 1.0], dtype=np.float32)
+
+
+def observed_mean():
+    mu = numpyro.sample("mu", dist.Normal())
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=Y)
+    numpyro.factor(("penalty", 0), -0.1 * mu**2)  # not a string address: not stored
+
+
+@pytest.mark.parametrize("tier", ["eager", "compiled", "trace_mh"])
+def test_log_likelihood_is_pointwise_per_draw(tier):
+    program = ho.from_model(observed_mean)
+    if tier == "trace_mh":
+        result = programs.trace_mh(program, 10, jax.random.key(2))
+    else:
+        result = programs.importance(program, 10, jax.random.key(2), tier=tier)
+    tree = programs.to_arviz(result)
+    assert sorted(tree.log_likelihood.data_vars) == ["y"]
+    pointwise = tree.log_likelihood["y"].values
+    assert pointwise.shape == (1, 10, 3)
+    mu = tree.posterior["mu"].values[..., None]
+    assert np.allclose(pointwise, stats.norm.logpdf(Y, mu, 1.0), atol=1e-5)

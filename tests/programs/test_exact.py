@@ -150,3 +150,34 @@ def test_condition_and_map_by_enumeration():
     table = programs.enumerate(m)
     assert abs(table.probability(lambda s: s == 2) - 1 / 3) < TOLERANCE
     assert abs(table.log_evidence - math.log(0.75)) < TOLERANCE
+
+
+def flip(key, value):
+    """A deterministic, symmetric proposal for a binary site: q(1 - x | x) = 1."""
+    return 1 - value, 0.0, 0.0
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        programs.lazy(0.5),
+        programs.restart(0.3, programs.lazy(0.5)),
+        programs.site_kernel("x", flip),
+    ],
+    ids=["lazy", "restart", "site_kernel"],
+)
+def test_resample_move_with_any_kernel_leaves_the_posterior_invariant(kernel):
+    # As above, with one move of each kernel: its proposals stop at the particle's last
+    # observed site, so the kernel targets the prefix measure and the collapse stays exact.
+    program = ho.from_model(oracles.varying_dimension)
+    moved = programs.collapse(
+        programs.rmsmc(
+            program, 1, num_moves=1, kernel=kernel, resampler="multinomial", ess_threshold=2.0
+        )
+    )
+    table = programs.enumerate(moved)
+    exact = programs.enumerate(program)
+    assert abs(table.probability(lambda x: x == 1) - exact.probability(lambda x: x == 1)) < (
+        TOLERANCE
+    )
+    assert abs(table.log_evidence - exact.log_evidence) < TOLERANCE

@@ -395,6 +395,8 @@ def _reference_vector(name: str, value: Any, target: Target) -> np.ndarray:
         >>> _reference_vector("scale", {"a": jnp.ones(2), "b": 3.0}, target).tolist()
         [1.0, 1.0, 3.0]
     """
+    if isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(f"{name} must be a number or an array of numbers, got {value!r}.")
     dtype = jnp.result_type(float)
     example = target.example_params.tree
     if jax.tree.structure(value) == jax.tree.structure(example) and not isinstance(

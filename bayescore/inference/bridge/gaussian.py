@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from bayescore.core.errors import DataError, ShapeError, check_positive_float
+from bayescore.core.errors import DataError, ShapeError, check_array, check_positive_float
 
 
 class GaussianBridge(eqx.Module):
@@ -310,6 +310,8 @@ def _check_gaussian(
     mean_name: str, mean: ArrayLike, cov_name: str, cov: ArrayLike
 ) -> tuple[Array, Array]:
     """The mean and covariance as arrays, or an error naming the bad one."""
+    check_array(mean_name, mean, finite=False, allow_empty=True)  # strings, complex, objects
+    check_array(cov_name, cov, finite=False, allow_empty=True)
     mean_array, cov_array = np.asarray(mean), np.asarray(cov)
     if mean_array.ndim != 1 or mean_array.shape[0] < 1:
         raise ShapeError(f"{mean_name} must have shape (dim,), got {mean_array.shape}.")
@@ -340,6 +342,7 @@ def _check_gaussian(
 def _sample_rows(name: str, rows: ArrayLike, min_rows: int = 2) -> np.ndarray:
     """``rows`` as a finite ``(n, dim)`` float array with ``n >= min_rows``, or an error
     naming ``name``."""
+    check_array(name, rows, finite=False, allow_empty=True)  # strings, complex, objects
     array = np.asarray(rows)
     if array.ndim != 2 or 0 in array.shape:
         raise ShapeError(f"{name} must have shape (num_samples, dim), got {array.shape}.")

@@ -73,6 +73,7 @@ from bayescore.core.errors import (
     ArgumentError,
     DataError,
     ShapeError,
+    check_interval,
     check_positive_float,
     check_positive_int,
 )
@@ -775,9 +776,9 @@ def fit_lightsb(
         final_batch_size = batch_size
     final_batch_size = check_positive_int("final_batch_size", final_batch_size)
     final_batch_size = min(max(final_batch_size, batch_size), smallest)
-    average = float(average)
-    if not 0.0 <= average < 1.0:
-        raise ArgumentError(f"average must be a fraction of the steps in [0, 1), got {average}.")
+    average = check_interval(
+        "average", average, 0.0, 1.0, closed="left", hint="It is a fraction of the steps."
+    )
     polish_steps = check_positive_int("polish_steps", polish_steps, allow_zero=True)
     if optimizer is None:
         if not callable(learning_rate):

@@ -32,7 +32,8 @@ Example:
     >>> result = bc.sample(bc.inference.mala(), target, num_samples=500, num_warmup=500,
     ...                    num_chains=2, key=0, progress=False)
     >>> sorted(result.stats)
-    ['acceptance_rate', 'diverging', 'energy_error', 'is_accepted', 'lp', 'n_steps', 'step_size']
+    ['acceptance_rate', 'diverging', 'energy_error', 'is_accepted', 'lp', 'n_steps',
+     'nonfinite', 'step_size']
 """
 
 from __future__ import annotations

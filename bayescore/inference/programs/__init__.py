@@ -3,10 +3,14 @@
 ``enumerate`` (exact, finite discrete programs), ``importance``, ``resample``, ``collapse``,
 ``smc``, ``rmsmc`` (resample-move), ``trace_mh`` (kernels ``single_site``, ``lazy``,
 ``restart``, ``site_kernel``) and ``pmmh`` take :class:`bayescore.models.ho.Measure` programs;
-``to_arviz`` stores their draws (random functions evaluated on a grid) as an ArviZ
-``DataTree``. The population transformers, called without a key, are programs themselves
-whose random choices are sites, so ``enumerate(collapse(smc(m, 2, resampler="multinomial")))``
-equals ``enumerate(m)`` exactly (Ścibior et al., POPL 2018; monad-bayes).
+``to_arviz`` stores their draws (random functions evaluated on a grid, pointwise
+log-likelihoods) as an ArviZ ``DataTree``. Two tiers: with a key, ``importance`` and ``smc``
+run a static program's particles vmapped in one compiled program and any other program by
+re-execution, choosing automatically (``tier=``; :mod:`~bayescore.inference.programs.compiled`);
+``nuts`` hands a static continuous program to ``bc.sample``. The population transformers,
+called without a key, are programs themselves whose random choices are sites, so
+``enumerate(collapse(smc(m, 2, resampler="multinomial")))`` equals ``enumerate(m)`` exactly
+(Ścibior et al., POPL 2018; monad-bayes).
 
 Example:
     >>> import numpyro, numpyro.distributions as dist
@@ -26,7 +30,9 @@ Example:
 """
 
 from bayescore.inference.programs.arviz import to_arviz
+from bayescore.inference.programs.compiled import DynamicProgramError
 from bayescore.inference.programs.enumerate import NotEnumerableError, Table, enumerate
+from bayescore.inference.programs.nuts import nuts
 from bayescore.inference.programs.pmmh import pmmh
 from bayescore.inference.programs.population import (
     Population,
@@ -52,6 +58,7 @@ from bayescore.inference.programs.trace_mh import (
 
 __all__ = [
     "Chain",
+    "DynamicProgramError",
     "Lazy",
     "NotEnumerableError",
     "Population",
@@ -64,6 +71,7 @@ __all__ = [
     "importance",
     "kernel_move",
     "lazy",
+    "nuts",
     "pmmh",
     "random_walk",
     "resample",

@@ -7,6 +7,10 @@ ArviZ cannot store as they are; :func:`to_arviz` stores what it can read:
   (dims ``(chain, draw, ...)``; for a chain, from its ``latents``); each random function
   named in ``evaluate`` on its grid (dims ``(chain, draw, <name>_x)``, the grid as
   coordinate); each quantity of ``derived``;
+* ``log_likelihood``: for every observed site whose address is a string and that every draw
+  has, its pointwise log density :math:`\log p(y_j \mid \theta)` per draw (dims
+  ``(chain, draw, ...)``, one value per element of the site's batch shape, as
+  ``numpyro.infer.log_likelihood`` gives it), for LOO and WAIC;
 * ``sample_stats``: for a :class:`~bayescore.inference.programs.Population`, the
   pre-resampling ``log_weight`` and the ``particle`` index of each draw; for a trace-MH
   :class:`~bayescore.inference.programs.Chain`, ``log_weight`` and ``accepted``;
@@ -59,6 +63,30 @@ def _string_latents(traces: list[dict]) -> dict[str, list]:
     return {name: [trace[name].value for trace in traces] for name in sorted(common or ())}
 
 
+def _pointwise(site: Any) -> np.ndarray:
+    return np.asarray(site.distribution.log_prob(site.value))
+
+
+def _log_likelihood(observed: list[dict]) -> dict[str, list]:
+    """Pointwise log densities of the string-addressed observed sites every draw has;
+    draws sharing a site (a rejected MH step) share its computation."""
+    common = set.intersection(*(set(sites) for sites in observed)) if observed else set()
+    computed: dict[int, np.ndarray] = {}
+    out: dict[str, list] = {}
+    for name in sorted(common):
+        out[name] = []
+        for sites in observed:
+            site = sites[name]
+            if id(site) not in computed:
+                computed[id(site)] = _pointwise(site)
+            out[name].append(computed[id(site)])
+    return out
+
+
+def _observed_sites(trace: dict) -> dict:
+    return {a: site for a, site in trace.items() if isinstance(a, str) and site.observed}
+
+
 def _common_latents(latents: list[dict]) -> dict[str, list]:
     common = set.intersection(*(set(step) for step in latents)) if latents else set()
     return {name: [step[name] for step in latents] for name in sorted(common)}
@@ -93,6 +121,8 @@ def to_arviz(
         ...                 derived={"positive": lambda f: f(1.0) > 0})
         >>> sorted(tree.posterior.data_vars), tree.posterior["f"].shape
         (['f', 'positive', 'slope'], (1, 20, 3))
+        >>> tree.log_likelihood["y"].shape
+        (1, 20)
     """
     from arviz_base import from_dict
 
@@ -111,7 +141,21 @@ def to_arviz(
             )
         )
         values = [result.values[i] for i in indices]
-        posterior = _string_latents([result.traces[i] for i in indices])
+        particles = result.particles
+        if particles is None:
+            traces = [result.traces[i] for i in indices]
+            posterior = _string_latents(traces)
+            log_likelihood = _log_likelihood([_observed_sites(trace) for trace in traces])
+        else:  # a compiled run: read its arrays, not N per-particle traces
+            structure = particles.structure
+            posterior = {
+                a: list(np.asarray(particles.latents[a])[indices])
+                for a in sorted(a for a in structure.latent_addresses if isinstance(a, str))
+            }
+            log_likelihood = {
+                a: list(particles.pointwise_log_prob(a)[indices])
+                for a in sorted(a for a in structure.observed_addresses if isinstance(a, str))
+            }
         stats = {"log_weight": result.log_weights[indices], "particle": indices}
         attrs.update(
             method="population",
@@ -122,6 +166,7 @@ def to_arviz(
     elif isinstance(result, Chain):
         values = list(result.values)
         posterior = _common_latents(result.latents or [])
+        log_likelihood = _log_likelihood(result.observed or [])
         stats = {"log_weight": result.log_weights, "accepted": result.accepted}
         attrs.update(method="trace_mh", acceptance_rate=result.acceptance_rate)
     else:
@@ -144,6 +189,11 @@ def to_arviz(
         "posterior": {n: np.stack([np.asarray(v) for v in d])[None] for n, d in posterior.items()}
     }
     groups["sample_stats"] = {name: np.asarray(value)[None] for name, value in stats.items()}
+    if log_likelihood:
+        groups["log_likelihood"] = {
+            name: np.stack([np.asarray(v) for v in draws])[None]
+            for name, draws in log_likelihood.items()
+        }
     tree = from_dict(groups, dims=dims, coords=coords, attrs={group: attrs for group in groups})
     tree.attrs.update(attrs)
     return tree

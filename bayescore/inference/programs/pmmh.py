@@ -79,6 +79,7 @@ def pmmh(
             numpyro.prng_key(),
             resampler=resampler,
             ess_threshold=ess_threshold,
+            tier="eager",  # a new program per theta: compiling each would cost more
         )
         numpyro.factor("log_evidence", population.log_evidence)
         return theta, population

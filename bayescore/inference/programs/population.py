@@ -26,6 +26,7 @@ from jaxtyping import PRNGKeyArray
 from numpyro.distributions import constraints
 
 from bayescore.core.errors import ArgumentError, check_positive_int
+from bayescore.inference.programs import compiled
 from bayescore.models.ho.measure import Measure, Random
 from bayescore.models.ho.runtime import Site, run_nested
 
@@ -56,6 +57,31 @@ class Population(NamedTuple):
     def log_evidence(self) -> float:
         """:math:`\\log \\hat Z = \\log \\frac1N \\sum_i w_i`."""
         return float(np.logaddexp.reduce(self.log_weights) - np.log(self.num_particles))
+
+    @staticmethod
+    def from_particles(particles: compiled.Particles, log_weights: Any) -> Population:
+        """The Population of a compiled run: values and traces built when read.
+
+        Example:
+            >>> import jax, numpyro, numpyro.distributions as dist
+            >>> def model():
+            ...     return numpyro.sample("x", dist.Normal())
+            >>> particles, log_weights = compiled.importance_kernel(model, 3)(jax.random.key(0))
+            >>> population = Population.from_particles(particles, log_weights)
+            >>> len(population.values), population.log_evidence
+            (3, 0.0)
+        """
+        count = particles.num_particles
+        return Population(
+            compiled.LazySequence(particles.value, count, particles),
+            compiled.LazySequence(particles.trace, count, particles),
+            np.asarray(log_weights, dtype=np.float64),
+        )
+
+    @property
+    def particles(self) -> compiled.Particles | None:
+        """The device arrays of a compiled run (``None`` for the eager tier)."""
+        return getattr(self.traces, "particles", None)
 
     def normalized_weights(self) -> np.ndarray:
         """:math:`\\bar w_i = w_i / \\sum_j w_j` (uniform if every weight is zero)."""
@@ -95,6 +121,20 @@ def as_body(program: Any) -> Callable[[], Any]:
     )
 
 
+def check_program_tier(tier: str, transformer: str) -> None:
+    """Without a key a transformer returns a program, whose choices are sites: eager only.
+
+    Example:
+        >>> check_program_tier("auto", "smc")
+    """
+    if compiled.check_tier(tier) == "compiled":
+        raise ArgumentError(
+            f"{transformer}(..., tier='compiled') needs a key: without one it returns a program "
+            f"whose own choices are sites (for enumerate), which is of the eager tier. Pass a "
+            f"key, or tier='auto'."
+        )
+
+
 def run_program(program: Measure, key: PRNGKeyArray | None) -> Any:
     """``program`` itself without a key, else the value of one run of it.
 
@@ -120,7 +160,11 @@ def latent_values(trace: dict[Any, Site]) -> dict[Any, Any]:
 
 
 def importance(
-    program: Measure | Random, num_particles: int, key: PRNGKeyArray | None = None
+    program: Measure | Random,
+    num_particles: int,
+    key: PRNGKeyArray | None = None,
+    *,
+    tier: str = "auto",
 ) -> Population | Measure[Population]:
     """Likelihood-weighted importance sampling: :math:`x_i` from the prior,
     :math:`w_i = e^{\\ell(x_i)}` (observed and factor sites), so
@@ -128,6 +172,9 @@ def importance(
     unbiased.
 
     Particle ``i``'s draws are the sites ``("importance", i, ...)`` of the returned program.
+    With a key, a static program runs its particles vmapped in one compiled program
+    (:mod:`~bayescore.inference.programs.compiled`); ``tier`` (``"auto"``, ``"compiled"``,
+    ``"eager"``) forces a tier. Without a key the program is of the eager tier.
 
     Example:
         >>> import jax, numpyro, numpyro.distributions as dist
@@ -141,6 +188,18 @@ def importance(
     """
     num_particles = check_positive_int("num_particles", num_particles)
     body = as_body(program)
+    if key is None:
+        check_program_tier(tier, "importance")
+    else:
+        outcome = compiled.attempt(
+            tier,
+            body,
+            "importance",
+            lambda _: compiled.importance_kernel(body, num_particles),
+            key,
+        )
+        if outcome is not None:
+            return Population.from_particles(*outcome)
 
     def run() -> Population:
         values, traces, log_weights = [], [], []

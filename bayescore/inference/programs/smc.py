@@ -13,7 +13,9 @@ then resamples when :math:`\mathrm{ESS} < \text{ess\_threshold} \cdot N`
 Sec. 6). Eager tier: a particle is advanced by re-executing its program with its trace
 replayed (values of its latent sites by address) and stopping at the next observed site, so
 programs may have any Python control flow, memoized functions and a varying number of sites.
-The cost is quadratic in the number of observed sites.
+The cost is quadratic in the number of observed sites. Compiled tier (static programs, with
+a key, chosen by ``tier``): the same stages, vmapped over the particles and unrolled in one
+compiled program (:mod:`~bayescore.inference.programs.compiled`).
 
 Particle ``i`` at stage ``t`` draws its new sites at ``("smc", t, i, ...)`` and the
 resampling at stage ``t`` is the site ``("resample", t)``: without a key, ``smc`` is a
@@ -21,11 +23,11 @@ program that :func:`~bayescore.inference.programs.enumerate` can integrate exact
 ``resampler="multinomial"``).
 
 :func:`rmsmc` (resample-move, Gilks & Berzuini 2001; monad-bayes's ``rmsmc``) follows every
-resampling with single-site trace-MH moves on each particle's prefix
-(:mod:`~bayescore.inference.programs.trace_mh`), which leave :math:`\gamma_t` invariant. The
-moves' own choices are sites too (``("move", t, i, j, "site")``, a categorical, and
-``("move", t, i, j, "accept")``, a Bernoulli with the acceptance probability), so resample-move
-is enumerable and its validity is checked exactly.
+resampling with moves of any trace-MH kernel on each particle's prefix
+(:mod:`~bayescore.inference.programs.trace_mh`; proposals stop at the particle's last
+observed site), which leave :math:`\gamma_t` invariant. The moves' own choices are sites too
+(``("move", t, i, j, "site")``, ``("move", t, i, j, "accept")``, ...), so resample-move is
+enumerable and its validity is checked exactly.
 """
 
 from __future__ import annotations
@@ -34,24 +36,24 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 from jaxtyping import PRNGKeyArray
 
 from bayescore.core.errors import check_positive_float, check_positive_int
+from bayescore.inference.programs import compiled
 from bayescore.inference.programs.population import (
+    SCHEMES,
     Population,
     ancestors,
     as_body,
+    check_program_tier,
     check_scheme,
     latent_values,
     run_program,
 )
-from bayescore.inference.programs.trace_mh import latent_addresses, log_acceptance
+from bayescore.inference.programs.trace_mh import _check_kernel, _SiteChoices, _step, single_site
 from bayescore.models.ho.measure import Measure, Random
-from bayescore.models.ho.runtime import run_nested
+from bayescore.models.ho.runtime import Frame, current_frame, run_nested
 
 
 class _Particle(NamedTuple):
@@ -77,28 +79,33 @@ def _advance(body: Callable, particle: _Particle, address: tuple) -> tuple[_Part
     return moved, increment
 
 
-def _move(body: Callable, particle: _Particle, address: tuple) -> _Particle:
-    """One single-site trace-MH move targeting the particle's prefix measure gamma_t."""
-    latent = latent_addresses(particle.trace)
-    if not latent:
+class _PrefixChoices(_SiteChoices):
+    """A kernel's choices as sites; its proposals stop where the particle stopped, so the
+    kernel targets the prefix measure :math:`\\gamma_t`."""
+
+    def __init__(self, body: Callable, address: tuple, key: Any, suspend_after: int | None):
+        super().__init__(body, address, key)
+        self.suspend_after = suspend_after
+
+    def run(self, name: str, replay: dict) -> tuple[Any, Frame]:
+        value, frame, _ = run_nested(
+            self.body, self.address + (name,), replay=replay, suspend_after=self.suspend_after
+        )
+        return value, frame
+
+
+def _move(body: Callable, kernel: Any, particle: _Particle, address: tuple) -> _Particle:
+    """One step of the trace-MH ``kernel`` targeting the particle's prefix measure gamma_t."""
+    suspend_after = None if particle.finished else particle.num_observed
+    root = current_frame(required="rmsmc")
+    while root.parent is not None:
+        root = root.parent
+    choices = _PrefixChoices(body, address, root.key, suspend_after)
+    state = Frame(trace=particle.trace, log_weight=particle.prefix_weight)
+    (value, frame), _ = _step(kernel, (particle.value, state), choices)
+    if frame is state:
         return particle
-    index = numpyro.sample(
-        address + ("site",), dist.Categorical(probs=jnp.ones(len(latent)) / len(latent))
-    )
-    chosen = latent[int(index)]
-    replay = {a: particle.trace[a].value for a in latent if a != chosen}
-    value, frame, suspended = run_nested(
-        body,
-        address,
-        replay=replay,
-        suspend_after=None if particle.finished else particle.num_observed,
-    )
-    log_ratio = log_acceptance(
-        particle.trace, particle.prefix_weight, frame.trace, frame.log_weight, replay
-    )
-    probability = 1.0 if log_ratio >= 0.0 else math.exp(log_ratio)
-    if not numpyro.sample(address + ("accept",), dist.Bernoulli(probs=probability)):
-        return particle
+    suspended = suspend_after is not None and frame.num_observed >= suspend_after
     return _Particle(value, frame.trace, frame.log_weight, frame.num_observed, not suspended)
 
 
@@ -108,11 +115,13 @@ def _sequential(
     resampler: str | Callable,
     ess_threshold: float,
     num_moves: int,
+    kernel: Any = None,
 ) -> Measure[Population]:
     num_particles = check_positive_int("num_particles", num_particles)
     ess_threshold = check_positive_float("ess_threshold", ess_threshold, allow_zero=True)
     num_moves = check_positive_int("num_moves", num_moves, allow_zero=True)
     resampler = check_scheme(resampler)
+    kernel = _check_kernel(single_site() if kernel is None else kernel)
     body = as_body(program)
 
     def run() -> Population:
@@ -135,7 +144,7 @@ def _sequential(
                 particles = [particles[i] for i in chosen]
                 for i in range(num_particles):
                     for move in range(num_moves):
-                        particles[i] = _move(body, particles[i], ("move", stage, i, move))
+                        particles[i] = _move(body, kernel, particles[i], ("move", stage, i, move))
             stage += 1
 
     return Measure(run)
@@ -148,6 +157,7 @@ def smc(
     *,
     resampler: str | Callable = "systematic",
     ess_threshold: float = 0.5,
+    tier: str = "auto",
 ) -> Population | Measure[Population]:
     """Sequential Monte Carlo with ``num_particles`` particles (see the module docstring).
 
@@ -158,6 +168,11 @@ def smc(
         resampler: a scheme name of :func:`~bayescore.inference.programs.resample`.
         ess_threshold: resample when the ESS falls below this fraction of :math:`N`
             (``1.0``: at every stage whose weights are not all equal).
+        tier: ``"auto"`` runs a static program in the compiled tier (its particles vmapped,
+            its stages unrolled in one compiled program,
+            :mod:`~bayescore.inference.programs.compiled`) and any other program in the
+            eager tier, logging why; ``"compiled"`` or ``"eager"`` forces one. Without a
+            key the program is of the eager tier.
 
     Returns:
         The final Population; ``exp(log_evidence)`` is an unbiased estimate of
@@ -175,6 +190,24 @@ def smc(
         >>> population.num_particles, sorted(population.traces[0])
         (8, ['x', 'y1', 'y2'])
     """
+    if key is None:
+        check_program_tier(tier, "smc")
+    else:
+        num_particles = check_positive_int("num_particles", num_particles)
+        threshold = check_positive_float("ess_threshold", ess_threshold, allow_zero=True)
+        scheme = check_scheme(resampler)
+        body = as_body(program)
+        outcome = compiled.attempt(
+            tier,
+            body,
+            "smc",
+            lambda _: compiled.smc_kernel(
+                body, num_particles, SCHEMES.get(scheme, scheme), float(threshold)
+            ),
+            key,
+        )
+        if outcome is not None:
+            return Population.from_particles(*outcome)
     return run_program(_sequential(program, num_particles, resampler, ess_threshold, 0), key)
 
 
@@ -184,23 +217,28 @@ def rmsmc(
     key: PRNGKeyArray | None = None,
     *,
     num_moves: int = 1,
+    kernel: Any = None,
     resampler: str | Callable = "systematic",
     ess_threshold: float = 0.5,
 ) -> Population | Measure[Population]:
-    """Resample-move SMC: :func:`smc`, with ``num_moves`` single-site trace-MH moves on every
-    particle after each resampling (see the module docstring).
+    """Resample-move SMC: :func:`smc`, with ``num_moves`` steps of the trace-MH ``kernel``
+    (default :func:`~bayescore.inference.programs.single_site`; any of ``lazy``,
+    ``restart``, ``site_kernel``) on every particle after each resampling, each targeting
+    the particle's prefix measure :math:`\\gamma_t` (see the module docstring). Eager tier.
 
     Example:
         >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from bayescore.inference import programs
         >>> from bayescore.models import ho
         >>> def model():
         ...     x = numpyro.sample("x", dist.Normal())
         ...     numpyro.sample("y1", dist.Normal(x, 1.0), obs=0.3)
         ...     numpyro.sample("y2", dist.Normal(x, 1.0), obs=0.1)
         ...     return x
-        >>> population = rmsmc(ho.from_model(model), 4, jax.random.key(0), ess_threshold=1.0)
+        >>> population = rmsmc(ho.from_model(model), 4, jax.random.key(0), ess_threshold=1.0,
+        ...                    kernel=programs.lazy(0.5))
         >>> population.num_particles
         4
     """
-    sequential = _sequential(program, num_particles, resampler, ess_threshold, num_moves)
+    sequential = _sequential(program, num_particles, resampler, ess_threshold, num_moves, kernel)
     return run_program(sequential, key)

@@ -194,6 +194,8 @@ class Chain(NamedTuple):
         trace: the final trace.
         latents: each step's values of the latent sites whose addresses are strings
             (``{name: value}``; a step that rejects shares its predecessor's dict).
+        observed: each step's observed sites whose addresses are strings (``{name: Site}``,
+            shared likewise), for the pointwise log-likelihood of ``to_arviz``.
 
     Example:
         >>> chain = Chain([1, 2], np.zeros(2), np.array([True, False]), {})
@@ -206,6 +208,7 @@ class Chain(NamedTuple):
     accepted: np.ndarray
     trace: dict[Any, Site]
     latents: list | None = None
+    observed: list | None = None
 
     @property
     def acceptance_rate(self) -> float:
@@ -418,6 +421,10 @@ def _string_latents(trace: dict[Any, Site]) -> dict[str, Any]:
     }
 
 
+def _string_observed(trace: dict[Any, Site]) -> dict[str, Site]:
+    return {a: site for a, site in trace.items() if isinstance(a, str) and site.observed}
+
+
 def trace_mh(
     program: Measure | Random,
     num_steps: int,
@@ -462,14 +469,17 @@ def trace_mh(
             f"or pass a larger max_init_tries."
         )
     values, log_weights, accepted = [], np.empty(num_steps), np.zeros(num_steps, dtype=bool)
-    latents = []
+    latents, observed = [], []
     current = _string_latents(frame.trace)
+    current_observed = _string_observed(frame.trace)
     for step in range(num_steps):
         choices = _NumpyChoices(body, jax.random.fold_in(step_key, step), rng, affine)
         (value, new_frame), accepted[step] = _step(kernel, (value, frame), choices)
         if new_frame is not frame:
             frame, current = new_frame, _string_latents(new_frame.trace)
+            current_observed = _string_observed(new_frame.trace)
         values.append(value)
         latents.append(current)
+        observed.append(current_observed)
         log_weights[step] = frame.log_weight
-    return Chain(values, log_weights, accepted, frame.trace, latents)
+    return Chain(values, log_weights, accepted, frame.trace, latents, observed)

@@ -39,7 +39,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from bayescore.core.data import target_batch
-from bayescore.core.errors import ArgumentError, check_positive_int
+from bayescore.core.errors import ArgumentError, check_interval, check_positive_int
 
 
 def minibatch_value_and_grad(target: Any, unravel: Any, indices: dict) -> Any:
@@ -122,6 +122,14 @@ class ControlVariates(eqx.Module):
 
     optimizer: Any = None
     num_steps: int = eqx.field(static=True, default=1000)
+
+    def __check_init__(self) -> None:
+        check_positive_int("num_steps", self.num_steps, allow_zero=True)
+        if self.optimizer is not None and not hasattr(self.optimizer, "update"):
+            raise ArgumentError(
+                "optimizer must be an optax GradientTransformation (e.g. optax.adam(1e-2)) or "
+                f"None, got {type(self.optimizer).__name__}."
+            )
 
     def init(
         self, target: Any, x: Array, unravel: Any, key: PRNGKeyArray, num_shards: int = 1
@@ -224,8 +232,8 @@ class Structured(eqx.Module):
         check_positive_int("buffer_size", self.buffer_size)
         check_positive_int("thinning", self.thinning)
         check_positive_int("num_copies", self.num_copies)
-        if self.dropout is not None and not 0.0 < self.dropout <= 1.0:
-            raise ArgumentError(f"dropout must be None or in (0, 1], got {self.dropout}.")
+        if self.dropout is not None:
+            check_interval("dropout", self.dropout, 0.0, 1.0, closed="right", hint="Or None.")
 
     def group_ids(self, example: Any) -> np.ndarray:
         """The group of every flat coordinate of a position shaped like ``example``."""
@@ -252,6 +260,11 @@ class Structured(eqx.Module):
             )
         leaf_group = np.full(len(names), -1)
         for group, entry in enumerate(self.groups):
+            if not isinstance(entry, (str, Sequence)):
+                raise ArgumentError(
+                    f"groups[{group}] must be a site name / pytree path or a list of them, got "
+                    f"{entry!r}."
+                )
             for pattern in [entry] if isinstance(entry, str) else list(entry):
                 matched = [
                     i

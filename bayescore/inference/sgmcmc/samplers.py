@@ -56,7 +56,12 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray
 
 from bayescore.core.data import check_batching, target_batch
-from bayescore.core.errors import ArgumentError, check_positive_float, check_positive_int
+from bayescore.core.errors import (
+    ArgumentError,
+    check_interval,
+    check_positive_float,
+    check_positive_int,
+)
 from bayescore.core.kernel import Kernel
 from bayescore.inference.sgmcmc.gradients import Minibatch
 from bayescore.inference.sgmcmc.schedules import as_schedule, exploring
@@ -399,8 +404,7 @@ def psgld(
         >>> bc.inference.psgld(1e-3, correction=True).correction
         True
     """
-    if not 0.0 < alpha < 1.0:
-        raise ArgumentError(f"alpha must be in (0, 1), got {alpha}.")
+    alpha = check_interval("alpha", alpha, 0.0, 1.0)
     epsilon = check_positive_float("epsilon", epsilon)
     return PSGLD(
         **_common(step_size, temperature, estimator, num_shards),
@@ -437,8 +441,7 @@ def sghmc(
         >>> bc.inference.sghmc(1e-4, friction=0.1).friction
         0.1
     """
-    if not 0.0 < friction <= 1.0:
-        raise ArgumentError(f"friction must be in (0, 1], got {friction}.")
+    friction = check_interval("friction", friction, 0.0, 1.0, closed="right")
     return SGHMC(
         **_common(step_size, temperature, estimator, num_shards),
         friction=float(friction),

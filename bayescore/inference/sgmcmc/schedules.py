@@ -28,10 +28,16 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array
 
-from bayescore.core.errors import ArgumentError, check_positive_float, check_positive_int
+from bayescore.core.errors import (
+    ArgumentError,
+    check_interval,
+    check_positive_float,
+    check_positive_int,
+)
 
 
 class Constant(eqx.Module):
@@ -108,9 +114,8 @@ def cyclical(
     num_cycles = check_positive_int("num_cycles", num_cycles)
     if num_cycles > num_steps:
         raise ArgumentError(f"num_cycles={num_cycles} exceeds num_steps={num_steps}.")
-    if not 0.0 <= exploration < 1.0:
-        raise ArgumentError(f"exploration must be in [0, 1), got {exploration}.")
-    return Cyclical(step_size, math.ceil(num_steps / num_cycles), float(exploration))
+    exploration = check_interval("exploration", exploration, 0.0, 1.0, closed="left")
+    return Cyclical(step_size, math.ceil(num_steps / num_cycles), exploration)
 
 
 def as_schedule(step_size: Any) -> Callable[[Any], Array]:
@@ -121,8 +126,8 @@ def as_schedule(step_size: Any) -> Callable[[Any], Array]:
     """
     if callable(step_size):
         return step_size
-    if isinstance(step_size, (int, float)) or jnp.ndim(step_size) == 0:
-        return Constant(check_positive_float("step_size", float(step_size)))
+    if isinstance(step_size, (int, float, complex, str)) or np.ndim(step_size) == 0:
+        return Constant(check_positive_float("step_size", step_size))
     raise ArgumentError(
         f"step_size must be a positive float or a schedule (a function of the step count, "
         f"e.g. an optax schedule), got {type(step_size).__name__}."

@@ -25,7 +25,7 @@ from flowjax.bijections import TriangularAffine
 from flowjax.distributions import AbstractDistribution, Normal, StandardNormal, Transformed
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from bayescore.core.errors import ArgumentError, check_positive_int
+from bayescore.core.errors import ArgumentError, check_positive_float, check_positive_int
 from bayescore.core.target import Target
 
 
@@ -40,6 +40,7 @@ def mean_field(target: Target | int, *, init_scale: float = 0.1) -> Normal:
         (3,)
     """
     dim = _dim(target)
+    init_scale = check_positive_float("init_scale", init_scale)
     return Normal(jnp.zeros(dim), jnp.full(dim, init_scale))
 
 
@@ -54,6 +55,7 @@ def full_rank(target: Target | int, *, init_scale: float = 0.1) -> Transformed:
         (4, 2)
     """
     dim = _dim(target)
+    init_scale = check_positive_float("init_scale", init_scale)
     affine = TriangularAffine(jnp.zeros(dim), init_scale * jnp.eye(dim))
     # A module-level function (flowjax builds a new closure per instance) lets two equal
     # families share bc.fit's compiled loop; its scaled unit-triangular form is NumPyro's.
@@ -87,6 +89,12 @@ def low_rank(target: Target | int, rank: int, *, init_scale: float = 0.1) -> Low
     """
     dim = _dim(target)
     rank = check_positive_int("rank", rank)
+    if rank > dim:
+        raise ArgumentError(
+            f"rank={rank} exceeds the dimension {dim}: a (dim, dim) factor already spans every "
+            f"covariance. Pass rank <= {dim}, or use vi.full_rank."
+        )
+    init_scale = check_positive_float("init_scale", init_scale)
     factor = init_scale * 0.1 * jax.random.normal(jax.random.key(0), (dim, rank))
     return LowRankNormal(
         loc=jnp.zeros(dim), log_diag=jnp.full(dim, jnp.log(init_scale)), factor=factor

@@ -3,7 +3,12 @@
 ``fit(target, family, objective=, estimator=, optimizer=, num_steps=, key=)`` checks that the
 estimator applies to the objective, then runs ``num_steps`` optax steps of the estimator's
 surrogate in one compiled loop (``bayescore.core.optimise``; non-finite steps are skipped and
-counted). The :class:`Approximation` holds the fitted family and the history, and gives
+counted). A Target with subsampled plates (``numpyro.plate(name, N, subsample_size=B)``) is
+fitted on minibatches, as NumPyro's SVI does: each step draws one epoch-wise minibatch per
+plate (``bayescore.core.data.target_batch``) shared by the step's draws, whose likelihood
+NumPyro scales by :math:`N/B`; with ``devices=`` each device evaluates its block's part of
+the minibatch and the gradient is summed across devices (the driver's ``over_data_shards``).
+The :class:`Approximation` holds the fitted family and the history, and gives
 draws (constrained, through the Target), densities, an importance-weighted log-evidence
 estimate with its PSIS :math:`\\hat k` (ArviZ), and an ArviZ ``DataTree``.
 """
@@ -24,7 +29,21 @@ import optax
 import paramax
 from jaxtyping import Array, PRNGKeyArray
 
-from bayescore.core.errors import InitializationError, check_positive_float, check_positive_int
+from bayescore.core.data import check_batching, target_batch
+from bayescore.core.driver import (
+    _check_data_parallel,
+    as_key,
+    chain_mesh,
+    over_data_shards,
+    process_local,
+    shard_data,
+)
+from bayescore.core.errors import (
+    ArgumentError,
+    InitializationError,
+    check_positive_float,
+    check_positive_int,
+)
 from bayescore.core.optimise import adam, optimise
 from bayescore.core.result import Result
 from bayescore.core.target import Target
@@ -34,6 +53,8 @@ from bayescore.inference.vi.objectives import Objective, as_objective, elbo
 
 logger = logging.getLogger(__name__)
 DRAWS_PER_STEP = 64  # default draws per step: num_groups * num_particles
+# The minibatch stream's key is fold_in(key, MINIBATCH_STREAM); steps use fold_in(key, t).
+MINIBATCH_STREAM = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +219,9 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1000,
     resume: str | os.PathLike | None = None,
+    num_shards: int = 1,
+    devices: Any = None,
+    shard: str = "data",
 ) -> Approximation:
     """Fit ``family`` to ``target`` by maximising ``objective`` with ``estimator``'s gradients.
 
@@ -223,6 +247,18 @@ def fit(
         resume: the folder of a checkpointed fit with the same arguments: continue it from
             its last chunk. Step ``t`` uses ``fold_in(key, t)`` however the run is cut, so the
             result equals the uninterrupted fit's.
+        num_shards: strata of each subsampled plate's minibatch: the plate's data are cut
+            into ``num_shards`` contiguous blocks, each contributing ``B / num_shards`` rows
+            per step (``bayescore.core.data.minibatch_indices``). A data-parallel fit needs a
+            multiple of the number of devices; the same ``num_shards`` on one device gives
+            the same fit.
+        devices: ``None`` fits on the default device; ``"all"``, a number of devices or a
+            list of devices splits the data over them (as in ``bc.sample``), across
+            processes too after :func:`bayescore.distributed.initialize`.
+        shard: what ``devices`` split; only ``"data"``: every array argument of the model
+            whose leading axis has a subsampled plate's size is cut into one block per
+            device, each device evaluates the minibatch rows of its block, and the
+            objective's gradient is summed across devices.
 
     Returns:
         An :class:`Approximation`.
@@ -244,11 +280,14 @@ def fit(
         (300,)
     """
     if not isinstance(target, Target):
-        from bayescore.core.errors import ArgumentError
-
         raise ArgumentError(
             f"target must be a bayescore Target (bc.Target.from_numpyro or from_logdensity), "
             f"got {type(target).__name__}."
+        )
+    if shard != "data":
+        raise ArgumentError(
+            f"bc.fit has no chains to split: shard must be 'data', got {shard!r}. Pass "
+            "devices=... alone, or bc.sample for chains over devices."
         )
     target.require_continuous("variational inference")
     family = check_family(family, target.dim)
@@ -256,20 +295,37 @@ def fit(
     estimator = reparameterisation() if estimator is None else estimator
     check(estimator, objective, family)
     num_steps = check_positive_int("num_steps", num_steps)
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     check_positive_float("learning_rate", learning_rate)
     if num_groups is None:
         num_groups = max(2, DRAWS_PER_STEP // objective.num_particles)
     num_groups = check_positive_int("num_groups", num_groups)
-    key = jax.random.key(key) if isinstance(key, int) else key
+    num_shards = check_positive_int("num_shards", num_shards)
+    for plate in target.subsample_plates:
+        check_batching(plate.size, plate.subsample_size, num_shards, f"plate {plate.name!r}")
+    key = as_key(key)
     optimizer = optimizer if optimizer is not None else adam(learning_rate)
+    mesh = chain_mesh(devices, 1, "data")
 
     unravel = target.unravel()
     params, static = eqx.partition(
         family, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable)
     )
-    loss_fn = _Surrogate(estimator, objective, static, target, num_groups)
+    loss_fn = _Surrogate(
+        estimator,
+        objective,
+        static,
+        target,
+        jax.random.fold_in(key, MINIBATCH_STREAM),
+        num_groups,
+        num_shards,
+        mesh,
+    )
+    if mesh is not None:
+        _check_data_parallel(loss_fn, target, mesh.size)
+        loss_fn = dataclasses.replace(loss_fn, target=shard_data(target, mesh))
     start_key = jax.random.fold_in(key, num_steps)
-    start, _ = _evaluate(loss_fn, params, start_key)
+    start, _ = _evaluate(loss_fn, params, start_key, jnp.int32(0))
     if not np.isfinite(float(start)):
         flat, log_p, log_q = _draws(family, target, start_key, 16)
         bad = int(np.argmax(~np.isfinite(np.asarray(log_p - log_q))))
@@ -284,6 +340,7 @@ def fit(
         optimizer,
         key,
         num_steps,
+        pass_step=True,
         progress=progress,
         description="fit",
         checkpoint=checkpoint,
@@ -294,8 +351,10 @@ def fit(
             "objective": objective.name,
             "estimator": estimator.name,
             "num_groups": num_groups,
+            "num_shards": num_shards,
         },
     )
+    params = process_local(params)  # a multi-process fit's: this process's copy
     losses, values = np.asarray(losses), np.asarray(values)
     skipped = int(np.sum(~np.isfinite(losses)))
     if skipped:
@@ -310,27 +369,46 @@ def fit(
 
 
 class _Surrogate(eqx.Module):
-    """The loss of one step as a pytree: equal configurations reuse the compiled loop."""
+    """The loss of step ``step`` as a pytree: equal configurations reuse the compiled loop."""
+
+    name = "bc.fit"
 
     estimator: Estimator
     objective: Objective
     static: Any
-    target: Target
+    target: Target  # with a mesh, its data placed on it (shard_data)
+    stream_key: PRNGKeyArray  # the minibatch stream's
     num_groups: int = eqx.field(static=True)
+    num_shards: int = eqx.field(static=True)
+    mesh: Any = eqx.field(static=True)
 
-    def __call__(self, params: Any, key: PRNGKeyArray) -> tuple[Array, Array]:
-        unravel = self.target.unravel()
+    def __call__(self, params: Any, key: PRNGKeyArray, step: Array) -> tuple[Array, Array]:
+        if self.mesh is None:
+            return self.local(self.target, params, key, step)
+        return over_data_shards(self.local, self.target, self.mesh)(params, key, step)
+
+    def local(
+        self, target: Target, params: Any, key: PRNGKeyArray, step: Array
+    ) -> tuple[Array, Array]:
+        """The loss with ``target`` (on a data shard, inside ``over_data_shards``)."""
+        unravel = target.unravel()
+        # One minibatch per step, shared by the step's draws (NumPyro's SVI does the same).
+        indices = target_batch(target, self.stream_key, step, self.num_shards)
 
         def log_density(x: Array) -> Array:
-            return self.target.logdensity(unravel(x))
+            if not indices:
+                return target.logdensity(unravel(x))
+            return target.logdensity_subsample(unravel(x), indices)
 
         q = paramax.unwrap(eqx.combine(params, self.static))
         return self.estimator.surrogate(q, log_density, self.objective, key, self.num_groups)
 
 
 @eqx.filter_jit
-def _evaluate(loss_fn: _Surrogate, params: Any, key: PRNGKeyArray) -> tuple[Array, Array]:
-    return loss_fn(params, key)
+def _evaluate(
+    loss_fn: _Surrogate, params: Any, key: PRNGKeyArray, step: Array
+) -> tuple[Array, Array]:
+    return loss_fn(params, key, step)
 
 
 @eqx.filter_jit

@@ -96,11 +96,15 @@ def renyi(alpha: float, num_particles: int) -> Objective:
         True
     """
     num_particles = check_positive_int("num_particles", num_particles)
-    alpha = float(alpha)
-    if not jnp.isfinite(alpha) or alpha == 1.0:
+    given = alpha
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        alpha = float("nan")
+    if isinstance(given, bool) or not jnp.isfinite(alpha) or alpha == 1.0:
         raise ArgumentError(
             f"alpha must be a finite number other than 1 (alpha -> 1 is the ELBO: use "
-            f"vi.elbo()), got {alpha}."
+            f"vi.elbo()), got {given!r}."
         )
 
     return Objective(

@@ -44,6 +44,7 @@ from jaxtyping import Array, PRNGKeyArray
 from bayescore.core.errors import (
     ArgumentError,
     ModelError,
+    check_interval,
     check_positive_float,
     check_positive_int,
 )
@@ -75,8 +76,7 @@ class LangevinBlock(eqx.Module):
     def __check_init__(self) -> None:
         check_positive_float("step_size", self.step_size)
         check_positive_int("num_steps", self.num_steps)
-        if not 0.0 <= float(self.lam) <= 1.0:
-            raise ArgumentError(f"lam must be in [0, 1], got {self.lam}.")
+        check_interval("lam", self.lam, 0.0, 1.0, closed="both")
 
 
 class _Density(NamedTuple):
@@ -193,6 +193,11 @@ def stochastic_flow(
         >>> len(snf.blocks)
         2
     """
+    if not isinstance(base_dist, AbstractDistribution) or len(base_dist.shape) != 1:
+        raise ArgumentError(
+            "base_dist must be a flowjax distribution over vectors, shape (dim,), e.g. "
+            f"flowjax.distributions.StandardNormal((2,)); got {base_dist!r}."
+        )
     if isinstance(target, Target):
         unravel = target.unravel()
         log_target = lambda x: target.logdensity(unravel(x))  # noqa: E731
@@ -203,6 +208,11 @@ def stochastic_flow(
         raise ArgumentError(f"target must be a Target or a log density, got {type(target)}.")
     if base_dist.shape != (dim,):
         raise ArgumentError(f"base_dist must have shape ({dim},), got {base_dist.shape}.")
+    if not isinstance(blocks, (list, tuple)):
+        raise ArgumentError(
+            f"blocks must be a list of LangevinBlocks and flowjax bijections, got "
+            f"{type(blocks).__name__}."
+        )
     for index, block in enumerate(blocks):
         if isinstance(block, LangevinBlock):
             continue

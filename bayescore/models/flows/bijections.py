@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flowjax.bijections import AbstractBijection
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from bayescore.core.errors import check_positive_int
+from bayescore.core.errors import check_positive_float, check_positive_int
 
 NEWTON_STEPS = 3  # after bisection has shrunk the bracket to the last few ulps
 BISECTION_STEPS = 60
@@ -185,6 +185,7 @@ def planar(key: PRNGKeyArray, dim: int, *, init_scale: float = 0.1) -> Planar:
         (4,)
     """
     dim = check_positive_int("dim", dim)
+    init_scale = check_positive_float("init_scale", init_scale, allow_zero=True)
     w_key, u_key = jax.random.split(key)
     # |w| near 1: the reparameterisation adds m(w·u) - w·u ≈ -0.31 times w/|w|², which
     # grows without bound as w -> 0.
@@ -206,6 +207,7 @@ def radial(key: PRNGKeyArray, dim: int, *, init_scale: float = 0.1) -> Radial:
         (2,)
     """
     dim = check_positive_int("dim", dim)
+    init_scale = check_positive_float("init_scale", init_scale, allow_zero=True)
     return Radial(
         centre=init_scale * jax.random.normal(key, (dim,)),
         log_alpha=jnp.zeros(()),

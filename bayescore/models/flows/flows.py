@@ -38,9 +38,10 @@ from flowjax.flows import (
 )
 from jaxtyping import ArrayLike, PRNGKeyArray
 
-from bayescore.core.errors import ArgumentError, check_positive_int
+from bayescore.core.errors import ArgumentError, ShapeError, check_array, check_positive_int
 from bayescore.models.flows.bijections import planar, radial
 from bayescore.models.flows.smooth import SmoothCoupling, smooth_mixture
+from bayescore.models.flows.train import _check_flow
 
 
 def planar_flow(
@@ -124,8 +125,12 @@ def smooth_flow(
     """
     dim = check_positive_int("dim", dim)
     flow_layers = check_positive_int("flow_layers", flow_layers)
-    low = jnp.broadcast_to(jnp.asarray(low, float), (dim,))
-    high = jnp.broadcast_to(jnp.asarray(high, float), (dim,))
+    bounds = {"low": check_array("low", low), "high": check_array("high", high)}
+    for name, bound in bounds.items():
+        if bound.ndim > 1 or bound.size not in (1, dim):
+            raise ShapeError(f"{name} must be a number or have shape ({dim},), got {bound.shape}.")
+    low = jnp.broadcast_to(jnp.asarray(bounds["low"], float).ravel(), (dim,))
+    high = jnp.broadcast_to(jnp.asarray(bounds["high"], float).ravel(), (dim,))
     if not bool(jnp.all(high > low)):
         raise ArgumentError(
             f"high must exceed low in every coordinate, got low={low}, high={high}."
@@ -181,6 +186,7 @@ def to_numpyro(flow: AbstractDistribution, condition: ArrayLike | None = None) -
         >>> numpyro.handlers.seed(model, 0)() is None
         True
     """
+    _check_flow(flow)
     return distribution_to_numpyro(flow, condition)
 
 

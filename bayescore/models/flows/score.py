@@ -62,7 +62,7 @@ from flowjax.bijections import (
 from flowjax.distributions import AbstractDistribution, AbstractTransformed
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from bayescore.core.errors import ArgumentError
+from bayescore.core.errors import ArgumentError, check_positive_int
 from bayescore.models.flows.bijections import Planar, Radial
 from bayescore.models.flows.smooth import SmoothCoupling, SmoothMixture
 
@@ -119,7 +119,19 @@ def sample_with_score(
                 f"condition must have shape {flow.cond_shape} (one condition for all draws), "
                 f"got {condition.shape}."
             )
-    keys = flow._get_sample_keys(key, tuple(sample_shape), condition)
+    elif condition is not None:
+        raise ArgumentError(
+            "condition must be None: the flow is unconditional (its cond_shape is None), got "
+            f"an array of shape {jnp.shape(condition)}."
+        )
+    if not isinstance(sample_shape, (tuple, list)):
+        raise ArgumentError(
+            f"sample_shape must be a tuple of sizes, e.g. (100,), got {sample_shape!r}."
+        )
+    sample_shape = tuple(
+        check_positive_int("sample_shape", size, allow_zero=True) for size in sample_shape
+    )
+    keys = flow._get_sample_keys(key, sample_shape, condition)
     x, log_q, score = _sample_many(flow, keys.reshape(-1), condition)
     shape = tuple(sample_shape)
     return (

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from flowjax.bijections import AbstractBijection
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from bayescore.core.errors import ArgumentError, check_positive_int
+from bayescore.core.errors import ArgumentError, check_positive_float, check_positive_int
 from bayescore.models.flows.bijections import increasing_root
 
 MIX_FLOOR = 1e-3  # c <= 1 - MIX_FLOOR keeps every component strictly increasing
@@ -181,6 +181,7 @@ def smooth_mixture(
     dim = check_positive_int("dim", dim)
     num_components = check_positive_int("num_components", num_components)
     power = check_positive_int("power", power)
+    init_scale = check_positive_float("init_scale", init_scale, allow_zero=True)
     if not isinstance(circular, bool):
         raise ArgumentError(f"circular must be True or False, got {circular!r}.")
     keys = jax.random.split(key, 5)

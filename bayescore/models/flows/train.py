@@ -37,6 +37,7 @@ from bayescore.core.errors import (
     DataError,
     InitializationError,
     ShapeError,
+    check_interval,
     check_positive_float,
     check_positive_int,
 )
@@ -101,9 +102,9 @@ def fit_to_data(
     max_epochs = check_positive_int("max_epochs", max_epochs)
     max_patience = check_positive_int("max_patience", max_patience)
     batch_size = check_positive_int("batch_size", batch_size)
-    val_prop = float(val_prop)
-    if not 0.0 <= val_prop < 1.0:
-        raise ArgumentError(f"val_prop must be in [0, 1), got {val_prop!r}.")
+    val_prop = check_interval("val_prop", val_prop, 0.0, 1.0, closed="left")
+    if optimizer is None:
+        learning_rate = check_positive_float("learning_rate", learning_rate)
     x = _rows("data", data, flow.shape)
     if (flow.cond_shape is None) != (condition is None):
         raise ArgumentError(
@@ -358,6 +359,8 @@ def _rows(name: str, values: ArrayLike, event_shape: tuple[int, ...]) -> Array:
         array = jnp.asarray(values)
     except TypeError as error:
         raise ArgumentError(f"{name} must be an array, got {type(values).__name__}.") from error
+    if array.dtype.kind not in "biuf":
+        raise ArgumentError(f"{name} must hold real numbers, got dtype {array.dtype}.")
     if not jnp.issubdtype(array.dtype, jnp.floating):
         array = array.astype(jnp.result_type(float))
     if array.ndim == len(event_shape):

@@ -184,8 +184,20 @@ def _compiled(function: Callable, distribution: Any, *args: Any) -> Any:
     return function(distribution, *args)
 
 
+def host_float(value: Any) -> Any:
+    """``float(value)``, unless ``value`` is a JAX tracer: the same program then runs traced
+    (the compiled tier of :mod:`bayescore.inference.programs`) and keeps its log probs traced.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> host_float(jnp.float32(1.5))
+        1.5
+    """
+    return value if isinstance(value, jax.core.Tracer) else float(value)
+
+
 def _site_log_prob(msg: dict, value: Any, check_support: bool) -> float:
-    return float(
+    return host_float(
         _compiled(_score, msg["fn"], value, msg.get("mask"), msg.get("scale"), check_support)
     )
 
@@ -218,7 +230,7 @@ def _choose(frame: Frame, address: Address, msg: dict) -> tuple[Any, float, list
         msg.get("mask"),
         msg.get("scale"),
     )
-    return value, float(log_prob), path
+    return value, host_float(log_prob), path
 
 
 class FrameHandler(Messenger):

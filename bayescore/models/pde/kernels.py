@@ -274,8 +274,13 @@ def _mixture_init(
 
 
 def _matern_order(nu: float) -> int:
-    order = float(nu) - 0.5
-    if not (order >= 0 and order == int(order) and order <= 10):
+    try:
+        order = float(nu) - 0.5
+    except (TypeError, ValueError):
+        order = float("nan")
+    if isinstance(nu, bool) or not (
+        math.isfinite(order) and order >= 0 and order == int(order) and order <= 10
+    ):
         raise ArgumentError(
             f"nu must be a half-integer p + 1/2 with 0 <= p <= 10 (0.5, 1.5, 2.5, ...), got "
             f"{nu!r}. Pass nu=2.5 (the reference's Matérn-5/2) or nu=1.5."

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from bayescore.core.driver import as_key
 from bayescore.core.errors import ArgumentError, check_positive_float, check_positive_int
 from bayescore.core.optimise import adam, minimise_lbfgs, optimise
 from bayescore.models.pde.problem import Problem
@@ -240,6 +241,7 @@ def solve_pinn(
     num_lbfgs_steps = check_positive_int("num_lbfgs_steps", num_lbfgs_steps, allow_zero=True)
     learning_rate = check_positive_float("learning_rate", learning_rate)
     boundary_weight = check_positive_float("boundary_weight", boundary_weight, allow_zero=True)
+    key = as_key(key)
     problem.check_finite()
     start = time.perf_counter()
     network = PINN.build(

@@ -74,6 +74,7 @@ from bayescore.core.errors import (
     ArgumentError,
     DataError,
     ShapeError,
+    check_array,
     check_positive_float,
     check_positive_int,
 )
@@ -399,6 +400,7 @@ def initial_parameters(
     if values is None:
         grid_values = jnp.zeros(problem.shape, dtype)
     else:
+        check_array("init_values", values, finite=False, allow_empty=True)
         grid_values = jnp.asarray(values, dtype)
         if grid_values.shape != problem.shape:
             raise ShapeError(
@@ -737,6 +739,8 @@ def solve(
     boundary_weight = check_positive_float("boundary_weight", boundary_weight, allow_zero=True)
     jitter = check_positive_float("jitter", jitter, allow_zero=True)
     max_dense_size = check_positive_int("max_dense_size", max_dense_size)
+    if log_precision is not None:
+        _check_log_precision(log_precision)
     if method == "auto":
         method = "profile" if problem.size <= max_dense_size else "joint"
     if method not in ("profile", "joint"):
@@ -831,15 +835,7 @@ def _phase_two_precisions(
 ) -> tuple[Array, Array]:
     dtype = params.values.dtype
     if log_precision is not None:
-        try:
-            pair = tuple(float(v) for v in log_precision)  # type: ignore[union-attr]
-        except (TypeError, ValueError):
-            pair = ()
-        if len(pair) != 2 or not all(math.isfinite(v) for v in pair):
-            raise ArgumentError(
-                f"log_precision must be two finite numbers (log tau_boundary, log tau_residual), "
-                f"got {log_precision!r}."
-            )
+        pair = _check_log_precision(log_precision)
         return jnp.asarray(pair[0], dtype), jnp.asarray(pair[1], dtype)
     problem = objective.problem
     zeros = jnp.zeros(problem.shape, dtype)
@@ -885,6 +881,19 @@ def _check_start(objective: Objective, params: Parameters, jitter: float) -> Non
         )
 
 
+def _check_log_precision(log_precision: object) -> tuple[float, float]:
+    try:
+        pair = tuple(float(v) for v in log_precision)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or not all(math.isfinite(v) for v in pair):
+        raise ArgumentError(
+            f"log_precision must be two finite numbers (log tau_boundary, log tau_residual), "
+            f"got {log_precision!r}."
+        )
+    return pair
+
+
 def _check_kernels(
     problem: Problem, kernel: StationaryKernel | Sequence[StationaryKernel] | None
 ) -> tuple[StationaryKernel, ...]:
@@ -896,8 +905,10 @@ def _check_kernels(
         kernels = tuple(spectral_mixture(30, 0.5 * f) for f in nyquist)
     elif isinstance(kernel, StationaryKernel):
         kernels = (kernel,) * problem.dim
-    else:
+    elif isinstance(kernel, (list, tuple)):
         kernels = tuple(kernel)
+    else:
+        kernels = (kernel,)
     if len(kernels) != problem.dim or not all(isinstance(k, StationaryKernel) for k in kernels):
         raise ArgumentError(
             f"kernel must be one StationaryKernel or {problem.dim} of them (one per dimension), "

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from bayescore.core.errors import ArgumentError, DataError, ShapeError
+from bayescore.core.errors import ArgumentError, DataError, ShapeError, check_array
 from bayescore.models.statespace.kalman import (
     Filtered,
     Smoothed,
@@ -81,6 +81,7 @@ def check_grid(grid: ArrayLike, name: str = "grid") -> Array:
         ...
         bayescore.core.errors.ArgumentError: grid must be sorted ascending, but grid[2] = 1.0 < ...
     """
+    check_array(name, grid, finite=False, allow_empty=True)  # strings, complex, objects
     grid = jnp.asarray(grid)
     if grid.ndim != 1 or grid.shape[0] == 0:
         raise ShapeError(
@@ -225,6 +226,7 @@ def interpolate(
         >>> tuple(round(float(v), 3) for v in means[:, 0])
         (1.0, 0.887, 0.0)
     """
+    check_array("query", query, finite=False, allow_empty=True)
     query = jnp.asarray(query)
     if query.ndim != 1:
         raise ShapeError(f"query must be a 1-D array of indexes, got shape {query.shape}.")

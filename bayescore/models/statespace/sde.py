@@ -187,7 +187,9 @@ def discretise(sde: StateSpace, grid: Float[ArrayLike, " grid"]) -> Transitions:
         >>> chain.transition.shape, float(jnp.abs(chain.transition[0]).max())
         ((3, 6, 6), 0.0)
     """
-    grid = jnp.asarray(grid, sde.dtype)
+    from bayescore.models.statespace.posterior import check_grid  # posterior imports this
+
+    grid = check_grid(grid).astype(sde.dtype)
     gaps = jnp.diff(grid)
     transition, noise = sde.discretise(gaps)
     zeros = jnp.zeros((1, sde.state_dim, sde.state_dim), sde.dtype)

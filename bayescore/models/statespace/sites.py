@@ -48,7 +48,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from bayescore.core.errors import DataError, ShapeError
+from bayescore.core.errors import DataError, ShapeError, check_array
 
 
 class Sites(NamedTuple):
@@ -81,6 +81,12 @@ class Sites(NamedTuple):
 
 def _concrete(*arrays: ArrayLike) -> bool:
     return not any(isinstance(array, jax.core.Tracer) for array in arrays)
+
+
+def _real(name: str, value: ArrayLike) -> Array:
+    """``value`` as a JAX array, or an error naming ``name`` if it is not real numbers."""
+    check_array(name, value, finite=False, allow_empty=True)
+    return jnp.asarray(value)
 
 
 def _check_finite(name: str, value: Array, where_valid: Array | None = None) -> None:
@@ -124,8 +130,8 @@ def gaussian_observations(
         >>> [round(float(v), 3) for v in sites.shift[:, 0]]  # y / sd
         [2.0, 4.0]
     """
-    y = jnp.asarray(y)
-    covariance = jnp.asarray(covariance)
+    y = _real("y", y)
+    covariance = _real("covariance", covariance)
     if y.ndim == 1:
         y = y[:, None]
     if y.ndim != 2:
@@ -143,7 +149,7 @@ def gaussian_observations(
         )
     if mask is None:
         mask = jnp.ones(num_points, bool)
-    mask = jnp.asarray(mask)
+    mask = _real("mask", mask)
     if mask.shape != (num_points,) or mask.dtype != bool:
         raise ShapeError(
             f"mask must be a boolean array of shape ({num_points},), got {mask.dtype} {mask.shape}."
@@ -199,15 +205,15 @@ def natural_sites(
         >>> float(sites.precision_factor[0, 0, 0]), float(sites.shift[0, 0])
         (2.0, 1.0)
     """
-    precision = jnp.asarray(precision)
-    shift = jnp.asarray(shift)
+    precision = _real("precision", precision)
+    shift = _real("shift", shift)
     if shift.ndim != 2 or precision.shape != (*shift.shape, shift.shape[1]):
         raise ShapeError(
             f"precision must have shape (grid, M, M) and shift (grid, M); got "
             f"{precision.shape} and {shift.shape}."
         )
     if mask is not None:
-        mask = jnp.asarray(mask)
+        mask = _real("mask", mask)
         if mask.shape != shift.shape[:1] or mask.dtype != bool:
             raise ShapeError(
                 f"mask must be a boolean array of shape {shift.shape[:1]}, got {mask.dtype} "

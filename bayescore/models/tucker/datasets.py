@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float
 
-from bayescore.core.errors import ArgumentError, check_positive_int
+from bayescore.core.errors import ArgumentError, check_positive_float, check_positive_int
 
 BEIJING = {"beijing_pm2.5": "PM2.5", "beijing_pm10": "PM10", "beijing_so2": "SO2"}
 BEIJING_RESOLUTIONS = (
@@ -148,8 +148,9 @@ def synthetic_cp(
     """
     num_grids = check_positive_int("num_grids", num_grids)
     grid_size = check_positive_int("grid_size", grid_size)
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ArgumentError(f"noise must be a finite standard deviation >= 0, got {noise}.")
+    noise = check_positive_float(
+        "noise", noise, allow_zero=True, hint="It is the standard deviation of the noise."
+    )
     rng = np.random.default_rng(seed)
     points = []
     for _ in range(num_grids):

@@ -43,6 +43,7 @@ from bayescore.core.errors import (
     ArgumentError,
     DataError,
     ShapeError,
+    check_interval,
     check_positive_float,
     check_positive_int,
 )
@@ -69,10 +70,7 @@ logger = logging.getLogger(__name__)
 
 
 def _damping(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ArgumentError(f"{name} must be in [0, 1), got {value}. Pass e.g. {name}=0.5.")
-    return value
+    return check_interval(name, value, 0.0, 1.0, closed="left", hint=f"Pass e.g. {name}=0.5.")
 
 
 def _cast_kernel(kernel: Any, dtype: Any) -> Any:
@@ -120,7 +118,11 @@ class FunctionalTucker(eqx.Module):
         core_scale: float = 1.0,
         cp: bool = False,
     ):
-        rank_list = None if isinstance(ranks, int | np.integer) else list(ranks)
+        if isinstance(ranks, int | np.integer) or not isinstance(ranks, Sequence | np.ndarray):
+            rank_list = None
+            check_positive_int("ranks", ranks)
+        else:
+            rank_list = list(ranks)
         kernel_list = list(kernels) if isinstance(kernels, Sequence) else None
         if rank_list is None and kernel_list is None:
             raise ArgumentError(
@@ -166,8 +168,8 @@ class FunctionalTucker(eqx.Module):
                 f"indexes must have shape (num_entries, {self.num_modes}) (one column per "
                 f"mode), got {indexes.shape}."
             )
-        if not np.issubdtype(indexes.dtype, np.number):
-            raise DataError(f"indexes must be numeric, got dtype {indexes.dtype}.")
+        if indexes.dtype.kind not in "biuf":
+            raise DataError(f"indexes must be real numbers, got dtype {indexes.dtype}.")
         bad = ~np.isfinite(indexes).all(axis=1)
         if bad.any():
             raise DataError(
@@ -177,6 +179,8 @@ class FunctionalTucker(eqx.Module):
         if y is None:
             return indexes, None
         y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            raise DataError(f"y must be real numbers, got dtype {y.dtype}.")
         if y.ndim != 1 or y.shape[0] != indexes.shape[0]:
             raise ShapeError(
                 f"y must have shape ({indexes.shape[0]},) (one value per row of indexes), got "
