@@ -31,17 +31,6 @@ import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 import pytest  # noqa: E402
 
-# The scripts (demo sections, docs pages, examples) run for up to a minute or two each.
-# pytest-xdist hands tests to its workers in collection order, so collected last (as their
-# file names put them) they would leave one worker idle while the other finishes the last of
-# them; collected first, the thousand short tests at the end even the workers out.
-SCRIPTS = ("tests/test_cli.py", "tests/test_docs.py", "tests/test_examples.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: not item.nodeid.startswith(SCRIPTS))  # stable: order kept
-
-
 SCHOOL_EFFECTS = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SCHOOL_SIGMAS = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
 
