@@ -31,6 +31,18 @@ import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 import pytest  # noqa: E402
 
+# The end-to-end tier: the demo sections, the docs pages and the example scripts, run as a
+# user would run them (minutes each). `make test` runs everything; CI (.ci/run) runs the
+# library tier only (`-m "not scripts"`) to stay within its time limit on 2 cores.
+SCRIPTS = ("tests/test_cli.py::test_demo", "tests/test_docs.py", "tests/test_examples.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SCRIPTS):
+            item.add_marker(pytest.mark.scripts)
+
+
 SCHOOL_EFFECTS = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SCHOOL_SIGMAS = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
 
