@@ -35,8 +35,21 @@ bayescore row resamples adaptively (the default ``ess_threshold=0.5``).
 (CRP) mixture of ``bayescore demo`` (``bayescore.demo.programs.dp_mixture``, 12 points, one
 discrete link site and one factor per point): MH steps per second.
 
-``--quick``: N = 10³, 5 seeds, 200 MH steps. Run ``python benchmarks/programs.py [--quick]``
-or ``bayescore bench programs [--quick]``.
+**Compiled-tier trace MH** (``programs.trace_mh(..., tier="compiled")``, ``single_site``) on
+the Kitagawa model above (T = 100: 100 latent and 100 observed sites, a static program), the
+whole chain one ``lax.scan``: *compile s* is the first call's wall time minus a steady call's
+(tracing and XLA compilation), *steps/s* the median over seeds of steps ÷ the wall time of a
+``trace_mh`` call (``block_until_ready`` on its arrays; the eager start, the scan and the
+transfer to the host), beside the eager tier's steps/s on the same model.
+
+**Compiled PMMH** (``programs.pmmh(..., tier="compiled")``) on the observation noise sd
+σ ~ LogNormal(0, 0.5) of the same model (y_t ~ N(x_t²/20, σ²)), the
+inner SMC 256 particles over the 100 steps with σ an input of it: MH steps per second (the
+eager tier runs a Python SMC per step, too slow to time here).
+
+``--quick``: N = 10³, 5 seeds, 200 MH steps (compiled: 2000 steps, 3 seeds; eager on the
+Kitagawa model: 10 steps; PMMH: 200 steps). Run ``python benchmarks/programs.py
+[--quick]`` or ``bayescore bench programs [--quick]``.
 """
 
 from __future__ import annotations
@@ -230,7 +243,98 @@ def trace_mh_row(quick: bool) -> dict:
     return row
 
 
-def markdown(rows: list[dict], mh: dict, load: tuple[float, float]) -> str:
+def compiled_trace_mh_row(quick: bool) -> dict:
+    """Compiled vs eager single-site trace MH on the Kitagawa model (static, 100 latents)."""
+    num_steps, num_seeds, eager_steps = (2000, 3, 10) if quick else (10_000, 5, 40)
+    program = ho.from_model(kitagawa, simulate(NUM_STEPS))
+
+    acceptance = []
+
+    def chain(seed: int, tier: str, steps: int) -> Any:
+        result = programs.trace_mh(program, steps, jax.random.key(SEED + seed), tier=tier)
+        acceptance.append(result.acceptance_rate)
+        return result.log_weights, result.particles.latents if tier == "compiled" else None
+
+    first, _, _ = core.timed_call(lambda: chain(0, "compiled", num_steps))
+    times = [
+        core.timed_call(lambda s=s: chain(s, "compiled", num_steps))[0]
+        for s in range(1, 1 + num_seeds)
+    ]
+    run_s = statistics.median(times)
+    chain(0, "eager", 2)  # warm NumPyro's per-shape caches
+    eager_s = core.timed_call(lambda: chain(1, "eager", eager_steps))[0]
+    row = {
+        "runner": "bayescore trace_mh, compiled tier, single_site",
+        "model": f"Kitagawa state-space model (T = {NUM_STEPS}: {NUM_STEPS} latent sites)",
+        "num_steps": num_steps,
+        "compile_s": first - run_s,
+        "run_s": run_s,
+        "min_run_s": min(times),
+        "steps_per_s": num_steps / run_s,
+        "eager_steps": eager_steps,
+        "eager_steps_per_s": eager_steps / eager_s,
+        "acceptance_rate": statistics.median(acceptance[: 1 + num_seeds]),
+        "seeds": num_seeds,
+    }
+    core.log(
+        f"compiled trace MH: compile {row['compile_s']:.1f} s, {row['steps_per_s']:.0f} steps/s "
+        f"(eager {row['eager_steps_per_s']:.1f} steps/s)"
+    )
+    return row
+
+
+def noise_prior() -> Any:
+    return numpyro.sample("noise_sd", dist.LogNormal(0.0, 0.5))
+
+
+def kitagawa_with_noise(ys: np.ndarray) -> Any:
+    """σ -> the Kitagawa model with observation noise sd σ (static for a traced σ)."""
+
+    def model(noise_sd: Any) -> Any:
+        def body() -> None:
+            x = numpyro.sample("x_0", dist.Normal(0.0, INIT_SD))
+            for t in range(len(ys)):
+                if t:
+                    x = numpyro.sample(f"x_{t}", dist.Normal(drift(x, float(t)), TRANSITION_SD))
+                numpyro.sample(f"y_{t}", dist.Normal(x * x / 20.0, noise_sd), obs=ys[t])
+
+        return ho.from_model(body)
+
+    return model
+
+
+def pmmh_row(quick: bool) -> dict:
+    num_steps, num_particles, num_seeds = (200, 256, 3) if quick else (1000, 256, 5)
+    prior, model = ho.Random.from_model(noise_prior), kitagawa_with_noise(simulate(NUM_STEPS))
+    acceptance = []
+
+    def chain(seed: int) -> Any:
+        result = programs.pmmh(
+            prior, model, num_particles, num_steps, jax.random.key(SEED + seed), tier="compiled"
+        )
+        acceptance.append(result.acceptance_rate)
+        return result.log_weights
+
+    first = core.timed_call(lambda: chain(0))[0]
+    times = [core.timed_call(lambda s=s: chain(s))[0] for s in range(1, 1 + num_seeds)]
+    run_s = statistics.median(times)
+    row = {
+        "runner": "bayescore pmmh, compiled tier",
+        "num_particles": num_particles,
+        "num_steps": num_steps,
+        "compile_s": first - run_s,
+        "run_s": run_s,
+        "steps_per_s": num_steps / run_s,
+        "acceptance_rate": statistics.median(acceptance),
+        "seeds": num_seeds,
+    }
+    core.log(f"compiled PMMH: compile {row['compile_s']:.1f} s, {row['steps_per_s']:.0f} steps/s")
+    return row
+
+
+def markdown(
+    rows: list[dict], mh: dict, load: tuple[float, float], fast: dict, particle_mh: dict
+) -> str:
     first = rows[0]
     lines = [
         f"Bootstrap particle filter on the Kitagawa nonlinear state-space model, T = "
@@ -258,6 +362,22 @@ def markdown(rows: list[dict], mh: dict, load: tuple[float, float]) -> str:
         "",
         f"Eager-tier trace MH ({mh['model']}, {mh['num_steps']} steps): "
         f"{mh['steps_per_s']:.0f} steps/s, acceptance rate {mh['acceptance_rate']:.2f}.",
+        "",
+        f"Single-site trace MH on the {fast['model']}, {fast['num_steps']:,d} steps: the "
+        f"compiled tier (one `lax.scan`; compile s = first call − median steady call; steps/s "
+        f"from the median of {fast['seeds']} seeds, `block_until_ready`) vs the eager tier "
+        f"({fast['eager_steps']} steps).",
+        "",
+        "| runner | compile s | run s (median / min) | steps/s | acceptance rate |",
+        "|---|---:|---:|---:|---:|",
+        f"| {fast['runner']} | {fast['compile_s']:.1f} | {fast['run_s']:.3f} / "
+        f"{fast['min_run_s']:.3f} | {fast['steps_per_s']:.0f} | {fast['acceptance_rate']:.2f} |",
+        f"| bayescore trace_mh, eager tier, single_site | – | – | "
+        f"{fast['eager_steps_per_s']:.1f} | – |",
+        f"| {particle_mh['runner']} (σ of the same model, N = "
+        f"{particle_mh['num_particles']}, {particle_mh['num_steps']} steps) | "
+        f"{particle_mh['compile_s']:.1f} | {particle_mh['run_s']:.3f} / – | "
+        f"{particle_mh['steps_per_s']:.0f} | {particle_mh['acceptance_rate']:.2f} |",
     ]
     return "\n".join(lines)
 
@@ -267,12 +387,16 @@ def run(quick: bool = False) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     rows = filter_rows(quick)
     mh = trace_mh_row(quick)
+    fast = compiled_trace_mh_row(quick)
+    particle_mh = pmmh_row(quick)
     load = (load_before, os.getloadavg()[0])
     return {
         "area": "programs",
         "rows": rows,
         "trace_mh": mh,
-        "markdown": markdown(rows, mh, load),
+        "compiled_trace_mh": fast,
+        "pmmh": particle_mh,
+        "markdown": markdown(rows, mh, load, fast, particle_mh),
         "load_average": load,
     }
 

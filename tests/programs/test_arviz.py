@@ -48,13 +48,14 @@ def test_population_to_datatree():
     assert arviz_base.extract(tree, var_names="scale").shape == (12,)
 
 
-def test_chain_to_datatree():
+@pytest.mark.parametrize("tier", ["eager", "compiled"])
+def test_chain_to_datatree(tier):
     def model():
         slope = numpyro.sample("slope", dist.Normal())
         numpyro.sample("y", dist.Normal(slope, 0.5), obs=1.0)
         return lambda x: slope * x
 
-    chain = programs.trace_mh(ho.from_model(model), 15, jax.random.key(1))
+    chain = programs.trace_mh(ho.from_model(model), 15, jax.random.key(1), tier=tier)
     tree = programs.to_arviz(chain, evaluate={"f": [2.0]}, derived={"f1": lambda f: f(1.0)})
     assert tree.posterior["f"].shape == (1, 15, 1)
     assert np.allclose(tree.posterior["f"].values[..., 0], 2.0 * tree.posterior["f1"].values)
@@ -80,11 +81,14 @@ def observed_mean():
     numpyro.factor(("penalty", 0), -0.1 * mu**2)  # not a string address: not stored
 
 
-@pytest.mark.parametrize("tier", ["eager", "compiled", "trace_mh"])
+@pytest.mark.parametrize("tier", ["eager", "compiled", "trace_mh_eager", "trace_mh_compiled"])
 def test_log_likelihood_is_pointwise_per_draw(tier):
     program = ho.from_model(observed_mean)
-    if tier == "trace_mh":
-        result = programs.trace_mh(program, 10, jax.random.key(2))
+    if tier.startswith("trace_mh"):
+        result = programs.trace_mh(program, 10, jax.random.key(2), tier=tier.split("_")[-1])
+        assert (result.particles is not None) == (tier == "trace_mh_compiled")
+        accepted = programs.to_arviz(result).sample_stats["accepted"].values
+        assert accepted.mean() == pytest.approx(result.acceptance_rate)
     else:
         result = programs.importance(program, 10, jax.random.key(2), tier=tier)
     tree = programs.to_arviz(result)

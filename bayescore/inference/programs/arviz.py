@@ -13,7 +13,9 @@ ArviZ cannot store as they are; :func:`to_arviz` stores what it can read:
   ``numpyro.infer.log_likelihood`` gives it), for LOO and WAIC;
 * ``sample_stats``: for a :class:`~bayescore.inference.programs.Population`, the
   pre-resampling ``log_weight`` and the ``particle`` index of each draw; for a trace-MH
-  :class:`~bayescore.inference.programs.Chain`, ``log_weight`` and ``accepted``;
+  :class:`~bayescore.inference.programs.Chain`, ``log_weight`` and ``accepted``; a
+  compiled population or chain is read from its arrays (one vmapped replay for the
+  log-likelihood), not one trace per draw;
 * attributes (of the tree and of each group): ``log_evidence``, ``particle_ess`` and
   ``num_particles`` of a population, ``acceptance_rate`` of a chain.
 
@@ -35,6 +37,7 @@ import xarray as xr
 from jaxtyping import PRNGKeyArray
 
 from bayescore.core.errors import ArgumentError
+from bayescore.inference.programs.compiled import LazySequence, Particles
 from bayescore.inference.programs.population import Population
 from bayescore.inference.programs.trace_mh import Chain
 
@@ -92,6 +95,21 @@ def _common_latents(latents: list[dict]) -> dict[str, list]:
     return {name: [step[name] for step in latents] for name in sorted(common)}
 
 
+def _compiled_groups(particles: Particles, indices: np.ndarray) -> tuple[dict, dict]:
+    """The posterior and pointwise log-likelihood of a compiled run's rows ``indices``, read
+    from its arrays rather than from one trace per draw."""
+    structure = particles.structure
+    posterior = {
+        a: list(np.asarray(particles.latents[a])[indices])
+        for a in sorted(a for a in structure.latent_addresses if isinstance(a, str))
+    }
+    log_likelihood = {
+        a: list(particles.pointwise_log_prob(a)[indices])
+        for a in sorted(a for a in structure.observed_addresses if isinstance(a, str))
+    }
+    return posterior, log_likelihood
+
+
 def to_arviz(
     result: Population | Chain,
     evaluate: Mapping[str, Any] | None = None,
@@ -140,22 +158,14 @@ def to_arviz(
                 key, jnp.asarray(result.normalized_weights()), result.num_particles
             )
         )
-        values = [result.values[i] for i in indices]
+        values = LazySequence(lambda j: result.values[indices[j]], len(indices))
         particles = result.particles
         if particles is None:
             traces = [result.traces[i] for i in indices]
             posterior = _string_latents(traces)
             log_likelihood = _log_likelihood([_observed_sites(trace) for trace in traces])
-        else:  # a compiled run: read its arrays, not N per-particle traces
-            structure = particles.structure
-            posterior = {
-                a: list(np.asarray(particles.latents[a])[indices])
-                for a in sorted(a for a in structure.latent_addresses if isinstance(a, str))
-            }
-            log_likelihood = {
-                a: list(particles.pointwise_log_prob(a)[indices])
-                for a in sorted(a for a in structure.observed_addresses if isinstance(a, str))
-            }
+        else:
+            posterior, log_likelihood = _compiled_groups(particles, indices)
         stats = {"log_weight": result.log_weights[indices], "particle": indices}
         attrs.update(
             method="population",
@@ -164,9 +174,13 @@ def to_arviz(
             num_particles=result.num_particles,
         )
     elif isinstance(result, Chain):
-        values = list(result.values)
-        posterior = _common_latents(result.latents or [])
-        log_likelihood = _log_likelihood(result.observed or [])
+        values = result.values
+        if result.particles is None:
+            posterior = _common_latents(result.latents or [])
+            log_likelihood = _log_likelihood(result.observed or [])
+        else:
+            indices = np.arange(result.particles.num_particles)
+            posterior, log_likelihood = _compiled_groups(result.particles, indices)
         stats = {"log_weight": result.log_weights, "accepted": result.accepted}
         attrs.update(method="trace_mh", acceptance_rate=result.acceptance_rate)
     else:

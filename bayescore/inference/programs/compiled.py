@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -421,6 +421,36 @@ class LazySequence(Sequence):
         return self._cache[index]
 
 
+class LazyMapping(Mapping):
+    """The mapping ``build()``, built on first read and kept.
+
+    Example:
+        >>> trace = LazyMapping(lambda: {"x": 1})
+        >>> trace["x"], list(trace), len(trace)
+        (1, ['x'], 1)
+    """
+
+    def __init__(self, build: Callable[[], Mapping]):
+        self._build, self._built = build, None
+
+    def _mapping(self) -> Mapping:
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def __repr__(self) -> str:
+        return repr(dict(self._mapping()))
+
+
 @_per_precision
 def _replay_kernel(body: Callable) -> Callable:
     structure = analyse(body)
@@ -502,23 +532,33 @@ def resample_step(
     weights = jnp.where(dead, 1.0 / num, jnp.exp(log_weights - jnp.where(dead, 0.0, log_total)))
     log_evidence = log_total - jnp.log(num)
     now = jnp.sum(weights**2) * (ess_threshold * num) > 1.0  # ESS = 1 / sum(w^2)
-    indices = jax.lax.cond(
-        now,
-        lambda: jnp.asarray(scheme(key, weights, num), jnp.int32),
-        lambda: jnp.arange(num, dtype=jnp.int32),
-    )
+    if ess_threshold >= 1.0:
+        # it resamples at almost every stage: a select costs less than a branch, whose two
+        # sides XLA cannot fuse with the gathers that follow
+        drawn = jnp.asarray(scheme(key, weights, num), jnp.int32)
+        indices = jnp.where(now, drawn, jnp.arange(num, dtype=jnp.int32))
+    else:
+        indices = jax.lax.cond(
+            now,
+            lambda: jnp.asarray(scheme(key, weights, num), jnp.int32),
+            lambda: jnp.arange(num, dtype=jnp.int32),
+        )
     return jnp.where(now, jnp.full_like(log_weights, log_evidence), log_weights), indices
 
 
-def _site_jaxprs(body: Callable, structure: Structure, num_particles: int) -> tuple:
-    """The batched *joint* run (every latent replayed from an input), traced once, and one
+def _site_jaxprs(
+    body_of: Callable, arguments: list, structure: Structure, num_particles: int
+) -> tuple:
+    """The batched *joint* run of ``body_of(arguments)`` (every latent replayed from an
+    input, the arguments inputs shared by the particles), traced once, and one
     dead-code-eliminated slice of it per site: a latent site's slice computes its
     distribution's leaves, an observed site's its log density, each from the earlier latents
-    it reads (its ``used`` inputs)."""
+    and the arguments it reads (its ``used`` inputs)."""
     latent = structure.latent_addresses
     treedefs: dict[Any, Any] = {}
 
-    def joint(key: PRNGKeyArray, latents: list) -> list:
+    def joint(key: PRNGKeyArray, latents: list, arguments: list) -> list:
+        body = body_of(arguments)
         _, frame = run_traced(body, key, dict(zip(latent, latents, strict=True)))
         _check_sites(frame, structure, len(structure.addresses))
         outputs = []
@@ -538,7 +578,8 @@ def _site_jaxprs(body: Callable, structure: Structure, num_particles: int) -> tu
         jax.ShapeDtypeStruct((num_particles, *aval.shape), aval.dtype)
         for aval in structure.latent_avals
     ]
-    closed, shapes = jax.make_jaxpr(jax.vmap(joint), return_shape=True)(keys, latents)
+    batched = jax.vmap(joint, in_axes=(0, 0, None))
+    closed, shapes = jax.make_jaxpr(batched, return_shape=True)(keys, latents, arguments)
     jaxpr = pe.convert_constvars_jaxpr(closed.jaxpr)
     counts = [len(site_outputs) for site_outputs in shapes]
     slices, start = {}, 0
@@ -617,6 +658,9 @@ def _templates(structure: Structure, consts: list, slices: dict, treedefs: dict)
             elif i == len(consts):
                 roles.append(("keys",))
             else:
+                if i - len(consts) - 1 >= len(latent):
+                    roles.append(("argument", i - len(consts) - 1 - len(latent)))
+                    continue
                 read = latent[i - len(consts) - 1]
                 reads.append(read)
                 back = stage - stage_of[read]
@@ -701,7 +745,78 @@ def smc_kernel(
         (['x0', 'x1', 'x2'], (8,))
     """
     structure = analyse(body)
-    consts, slices, treedefs = _site_jaxprs(body, structure, num_particles)
+    run, particles_of = _smc(lambda _: body, [], structure, num_particles, scheme, ess_threshold)
+
+    def call(key: PRNGKeyArray) -> tuple[Particles, Float[Array, " particle"]]:
+        keys, parts, log_weights = run(key, [])
+        return particles_of(body, keys, parts), log_weights
+
+    return call
+
+
+@_per_precision
+def argument_smc_kernel(
+    model: Callable[[Any], Callable],
+    treedef: Any,
+    avals: tuple,
+    num_particles: int,
+    scheme: Callable,
+    ess_threshold: float,
+) -> tuple[Callable, Callable]:
+    """SMC on the programs ``model(θ)`` with :math:`θ` an *input* of the compiled program
+    (a pytree ``treedef`` of arrays shaped ``avals``), for a ``model`` static for a traced
+    :math:`θ`: ``(run, call)``, ``run(key, θ) -> (keys, parts, log weights)`` traceable (θ
+    may be a tracer of an enclosing program: PMMH), ``call(key, θ) -> (Particles, log
+    weights)``. A ``model`` not static for a traced θ raises :class:`StructureChanged` or a
+    JAX tracing error.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> import blackjax.smc.resampling as resampling
+        >>> def model(theta):
+        ...     def body():
+        ...         x = numpyro.sample("x", dist.Normal(theta, 1.0))
+        ...         numpyro.sample("y", dist.Normal(x, 1.0), obs=0.5)
+        ...     return body
+        >>> treedef = jax.tree.structure(0.0)
+        >>> avals = (jax.ShapeDtypeStruct((), jnp.float32),)
+        >>> _, call = argument_smc_kernel(model, treedef, avals, 8, resampling.systematic, 0.5)
+        >>> particles, log_weights = call(jax.random.key(0), jnp.float32(0.3))
+        >>> particles.latents["x"].shape, log_weights.shape
+        ((8,), (8,))
+    """
+
+    def body_of(leaves: list) -> Callable:
+        return model(jax.tree.unflatten(treedef, leaves))
+
+    example = body_of([jnp.zeros(a.shape, a.dtype) for a in avals])
+    structure = analyse(example)
+    if isinstance(structure, str):
+        raise StructureChanged(f"the model is dynamic: {structure}")
+    run, particles_of = _smc(body_of, list(avals), structure, num_particles, scheme, ess_threshold)
+
+    def traced(key: PRNGKeyArray, theta: Any) -> tuple:
+        return run(key, jax.tree.leaves(theta))
+
+    def call(key: PRNGKeyArray, theta: Any) -> tuple[Particles, Float[Array, " particle"]]:
+        leaves = jax.tree.leaves(theta)
+        keys, parts, log_weights = run(key, leaves)
+        return particles_of(body_of(leaves), keys, parts), log_weights
+
+    return traced, call
+
+
+def _smc(
+    body_of: Callable,
+    arguments: list,
+    structure: Structure,
+    num_particles: int,
+    scheme: Callable,
+    ess_threshold: float,
+) -> tuple[Callable, Callable]:
+    """The compiled SMC of ``body_of(arguments)``: ``run(key, arguments) -> (keys, parts,
+    log weights)`` and ``particles_of(body, keys, parts) -> Particles``."""
+    consts, slices, treedefs = _site_jaxprs(body_of, arguments, structure, num_particles)
     templates = _templates(structure, consts, slices, treedefs)
     plan = _plan(structure, templates)
     latent = structure.latent_addresses
@@ -741,7 +856,7 @@ def smc_kernel(
                 (run["draw_key"], run["log_weights"])
             )
             sliced, used = slices[address]
-            inputs = [*consts, run["keys"], *run["current"].values()]
+            inputs = [*consts, run["keys"], *run["current"].values(), *run["arguments"]]
             outputs = jax.core.eval_jaxpr(
                 sliced, [], *[x for x, u in zip(inputs, used, strict=True) if u]
             )
@@ -797,6 +912,7 @@ def smc_kernel(
             for k, site in enumerate(pattern)
         ]
         keys, resample_key, draw_key = run["keys"], run["resample_key"], run["draw_key"]
+        arguments = run["arguments"]
 
         def step(carry: tuple, inputs: tuple) -> tuple:
             log_weights, window, carried = carry
@@ -815,6 +931,8 @@ def smc_kernel(
                         args.append(keys)
                     elif role[0] == "here":
                         args.append(here[role[1]])
+                    elif role[0] == "argument":
+                        args.append(arguments[role[1]])
                     elif role[0] == "back":
                         args.append(window[role[1] - 1][role[2]])
                     else:
@@ -853,9 +971,10 @@ def smc_kernel(
             run["current"].update(zip(structure.latent_at(stop - d), window[d - 1], strict=True))
 
     @jax.jit
-    def run(key: PRNGKeyArray, consts: list) -> tuple:
+    def run(key: PRNGKeyArray, consts: list, arguments: list) -> tuple:
         state = {
             "keys": jax.random.split(jax.random.fold_in(key, 0), num_particles),
+            "arguments": arguments,
             "resample_key": jax.random.fold_in(key, 1),
             "draw_key": jax.random.fold_in(key, 2),
             "log_weights": jnp.zeros(num_particles, float),
@@ -893,12 +1012,10 @@ def smc_kernel(
             part(where)[lineages[s]] for s, where in zip(stage_of, layout["drawn"], strict=True)
         ]
 
-    def call(key: PRNGKeyArray) -> tuple[Particles, Float[Array, " particle"]]:
-        keys, parts, log_weights = run(key, consts)
-
+    def particles_of(body: Callable, keys: Any, parts: list) -> Particles:
         def latents() -> dict:
             return dict(zip(structure.latent_addresses, paths(parts), strict=True))
 
-        return Particles(body, structure, keys, latents), log_weights
+        return Particles(body, structure, keys, latents)
 
-    return call
+    return lambda key, arguments: run(key, consts, arguments), particles_of

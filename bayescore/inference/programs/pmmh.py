@@ -11,6 +11,12 @@ It is :func:`~bayescore.inference.programs.trace_mh` applied to the program
 population)``. The SMC runs with a key of its own (``numpyro.prng_key``), not as sites of the
 MH trace: every proposal refreshes it and a rejected proposal keeps the current estimate,
 which makes the chain pseudo-marginal.
+
+Two tiers (``tier=``): when the parameters' program is static and ``model(θ)`` is static for
+a *traced* :math:`θ`, the whole chain is compiled (one ``lax.scan`` of single-site MH steps,
+each running the compiled SMC of ``model(θ)`` with :math:`θ` an input of it,
+:func:`~bayescore.inference.programs.compiled_mh.pmmh_kernel`); otherwise trace MH runs an
+eager SMC for each proposal.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ import numpyro
 from jaxtyping import PRNGKeyArray
 
 from bayescore.core.errors import check_positive_float, check_positive_int
-from bayescore.inference.programs.population import check_scheme
+from bayescore.inference.programs import compiled, compiled_mh
+from bayescore.inference.programs.population import SCHEMES, as_body, check_scheme
 from bayescore.inference.programs.smc import smc
 from bayescore.inference.programs.trace_mh import Chain, trace_mh
 from bayescore.models.ho.measure import Measure, Random, call
+
+MAX_INIT_TRIES = 100  # trace_mh's default
 
 
 def pmmh(
@@ -37,6 +46,7 @@ def pmmh(
     *,
     resampler: str | Callable = "systematic",
     ess_threshold: float = 0.5,
+    tier: str = "auto",
 ) -> Chain:
     """Particle marginal MH (see the module docstring).
 
@@ -48,6 +58,12 @@ def pmmh(
         key: the run's key.
         resampler: the SMC's resampling scheme.
         ess_threshold: the SMC's resampling threshold.
+        tier: ``"auto"`` compiles the whole chain when ``parameters`` is static and
+            ``model(θ)`` static for a traced :math:`θ` (no Python control flow on θ or on
+            random values), else runs the eager tier and logs why (one ``INFO`` notice);
+            ``"compiled"`` raises
+            :class:`~bayescore.inference.programs.DynamicProgramError` where that cannot
+            run; ``"eager"`` forces the eager tier.
 
     Returns:
         A :class:`~bayescore.inference.programs.Chain` whose values are
@@ -66,10 +82,30 @@ def pmmh(
         >>> theta, population = chain.values[0]
         >>> len(chain.values), population.num_particles
         (5, 4)
+        >>> chain.particles is not None  # theta ~ N(0, 1) and model(theta) are static
+        True
     """
     num_particles = check_positive_int("num_particles", num_particles)
+    num_steps = check_positive_int("num_steps", num_steps)
     ess_threshold = check_positive_float("ess_threshold", ess_threshold, allow_zero=True)
     resampler = check_scheme(resampler)
+    outcome = compiled.attempt(
+        tier,
+        as_body(parameters),
+        "pmmh",
+        lambda _: compiled_mh.pmmh_kernel(
+            parameters,
+            model,
+            num_particles,
+            SCHEMES.get(resampler, resampler),
+            float(ess_threshold),
+            num_steps,
+            MAX_INIT_TRIES,
+        ),
+        key,
+    )
+    if outcome is not None:
+        return outcome
 
     def body() -> tuple[Any, Any]:
         theta = call("parameters", parameters)
@@ -84,4 +120,5 @@ def pmmh(
         numpyro.factor("log_evidence", population.log_evidence)
         return theta, population
 
-    return trace_mh(Measure(body), num_steps, key)
+    # the body runs an eager SMC per theta, which does not trace: the eager tier of trace MH
+    return trace_mh(Measure(body), num_steps, key, max_init_tries=MAX_INIT_TRIES, tier="eager")

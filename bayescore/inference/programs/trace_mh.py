@@ -39,6 +39,10 @@ sites met again and :math:`p'_a` their priors in the new context:
 :func:`kernel_move` makes one step as a program whose choices (the chosen sites, the restart
 coin, the acceptance) are sites: :func:`~bayescore.inference.programs.enumerate` integrates it
 exactly, which is how the kernels' invariance is tested.
+
+This module is the eager tier (Python re-execution, any control flow); on a static program
+:func:`trace_mh` runs the compiled tier of
+:mod:`~bayescore.inference.programs.compiled_mh` (the whole chain one ``lax.scan``).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from bayescore.core.errors import (
     ModelError,
     check_positive_int,
 )
+from bayescore.inference.programs import compiled
 from bayescore.inference.programs.population import as_body
 from bayescore.models.ho.keys import address_hash, canonical
 from bayescore.models.ho.measure import Measure, Random
@@ -197,6 +202,9 @@ class Chain(NamedTuple):
         observed: each step's observed sites whose addresses are strings (``{name: Site}``,
             shared likewise), for the pointwise log-likelihood of ``to_arviz``.
 
+    A compiled chain keeps its steps as arrays (:attr:`particles`); its values, latents,
+    observed sites and final trace are built when read.
+
     Example:
         >>> chain = Chain([1, 2], np.zeros(2), np.array([True, False]), {})
         >>> chain.acceptance_rate
@@ -213,6 +221,13 @@ class Chain(NamedTuple):
     @property
     def acceptance_rate(self) -> float:
         return float(np.mean(self.accepted))
+
+    @property
+    def particles(self) -> Any:
+        """The steps of a compiled chain as device arrays, one row per step
+        (:class:`~bayescore.inference.programs.compiled.Particles`; ``None`` for the eager
+        tier)."""
+        return getattr(self.latents, "particles", None)
 
 
 def latent_addresses(trace: dict[Any, Site]) -> list:
@@ -413,6 +428,29 @@ def kernel_move(
     return _step(_check_kernel(kernel), (value, frame), _SiteChoices(body, address, key))[0]
 
 
+def start(body: Callable, key: PRNGKeyArray, affine: int, max_init_tries: int) -> tuple[Any, Frame]:
+    """A chain's first state ``(value, frame)``: the first of ``max_init_tries`` prior runs
+    (keys ``fold_in(key, i)``) with a finite log weight; both tiers start here.
+
+    Example:
+        >>> import jax, numpyro
+        >>> value, frame = start(lambda: numpyro.factor("w", -1.0), jax.random.key(0), 0, 3)
+        >>> frame.log_weight
+        -1.0
+    """
+    for attempt in range(max_init_tries):
+        frame = Frame(key=jax.random.fold_in(key, attempt), affine=affine)
+        value = run_frame(frame, body)
+        if frame.log_weight > -math.inf:
+            latent_addresses(frame.trace)  # refuses a latent site without a density
+            return value, frame
+    raise InitializationError(
+        f"all {max_init_tries} prior runs of the program had weight zero (log weight "
+        f"-inf), so trace MH has no state to start from. Check the program's conditions, "
+        f"or pass a larger max_init_tries."
+    )
+
+
 def _string_latents(trace: dict[Any, Site]) -> dict[str, Any]:
     return {
         a: np.asarray(site.value)
@@ -432,12 +470,23 @@ def trace_mh(
     kernel: Any = None,
     *,
     max_init_tries: int = 100,
+    tier: str = "auto",
 ) -> Chain:
     """Run ``num_steps`` steps of trace MH with ``kernel`` (default :func:`single_site`) from a
     draw of the prior.
 
     The chain starts at the first of ``max_init_tries`` prior runs with a finite log weight
     (a chain started at weight zero would reject forever, monad-bayes issue #121).
+
+    ``tier="auto"`` runs a static program (the same sites and shapes on every run) in the
+    compiled tier: the whole chain is one ``lax.scan`` in ``jax.jit``, every kernel a
+    regeneration proposal (:mod:`~bayescore.inference.programs.compiled_mh`); a dynamic
+    program, a site kernel whose proposal does not trace (``float()`` of its value), or
+    sites drawn inside ``ho.mem`` run in the eager tier, with one ``INFO`` notice naming
+    the program and the reason. ``"compiled"`` forces the compiled tier (raising
+    :class:`~bayescore.inference.programs.DynamicProgramError` where it cannot run),
+    ``"eager"`` the eager one. Both tiers start from the same state and sample the same
+    chain law; their moves use different random numbers.
 
     Example:
         >>> import jax, numpyro, numpyro.distributions as dist
@@ -449,25 +498,33 @@ def trace_mh(
         >>> chain = trace_mh(ho.from_model(coin), 20, jax.random.key(0), restart(0.2, lazy(0.5)))
         >>> len(chain.values), set(chain.values) <= {0, 1}, chain.latents[0].keys()
         (20, True, dict_keys(['x']))
+        >>> def static():  # no Python control flow on random values: the compiled tier
+        ...     x = numpyro.sample("x", dist.Normal())
+        ...     numpyro.sample("y", dist.Normal(x, 0.5), obs=1.0)
+        ...     return x
+        >>> chain = trace_mh(ho.from_model(static), 200, jax.random.key(0))
+        >>> chain.particles.latents["x"].shape, 0.0 < chain.acceptance_rate < 1.0
+        ((200,), True)
     """
+    from bayescore.inference.programs import compiled_mh  # it builds on this module's kernels
+
     num_steps = check_positive_int("num_steps", num_steps)
     max_init_tries = check_positive_int("max_init_tries", max_init_tries)
     kernel = _check_kernel(single_site() if kernel is None else kernel)
     body = as_body(program)
     affine = 1 if isinstance(program, Random) else 0
+    outcome = compiled.attempt(
+        tier,
+        body,
+        "trace_mh",
+        lambda _: compiled_mh.chain_kernel(body, kernel, num_steps, max_init_tries, affine),
+        key,
+    )
+    if outcome is not None:
+        return outcome
     init_key, step_key, choice_key = jax.random.split(key, 3)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(choice_key)).tolist())
-    for attempt in range(max_init_tries):
-        frame = Frame(key=jax.random.fold_in(init_key, attempt), affine=affine)
-        value = run_frame(frame, body)
-        if frame.log_weight > -math.inf:
-            break
-    else:
-        raise InitializationError(
-            f"all {max_init_tries} prior runs of the program had weight zero (log weight "
-            f"-inf), so trace MH has no state to start from. Check the program's conditions, "
-            f"or pass a larger max_init_tries."
-        )
+    value, frame = start(body, init_key, affine, max_init_tries)
     values, log_weights, accepted = [], np.empty(num_steps), np.zeros(num_steps, dtype=bool)
     latents, observed = [], []
     current = _string_latents(frame.trace)
