@@ -78,11 +78,31 @@ def test_message_sums_and_predictive_variance_equal_explicit_kronecker_algebra()
             c + m[:, :, None] * m[:, None, :] for m, c in zip(means, covariances, strict=True)
         ]
         ids = jnp.asarray(rng.integers(0, 4, num))
-        summed = segment_kron_sum([jnp.asarray(s) for s in seconds], ids, 4, chunk_size=2)
         explicit = np.zeros((4, 12, 12))
         for n in range(num):
             explicit[ids[n]] += np.kron(np.kron(seconds[0][n], seconds[1][n]), seconds[2][n])
-        np.testing.assert_allclose(summed, explicit, atol=1e-12)
+        for symmetric in (False, True):  # upper triangles only, unpacked after summing
+            for chunk_size in (2, None):  # rows of 2 entries in chunks, or one chunk
+                summed = segment_kron_sum(
+                    [jnp.asarray(s) for s in seconds],
+                    ids,
+                    4,
+                    chunk_size=chunk_size,
+                    symmetric=symmetric,
+                )
+                np.testing.assert_allclose(summed, explicit, atol=1e-12)
+        # General (non-symmetric) matrices and weighted vectors, in Kronecker order.
+        weights = rng.normal(size=num)
+        general = segment_kron_sum([jnp.asarray(r) for r in roots], ids, 4, chunk_size=3)
+        vectors = segment_kron_sum([jnp.asarray(m) for m in means], ids, 4, weights=weights)
+        explicit_general, explicit_vectors = np.zeros((4, 12, 12)), np.zeros((4, 12))
+        for n in range(num):
+            explicit_general[ids[n]] += np.kron(np.kron(roots[0][n], roots[1][n]), roots[2][n])
+            explicit_vectors[ids[n]] += weights[n] * np.kron(
+                np.kron(means[0][n], means[1][n]), means[2][n]
+            )
+        np.testing.assert_allclose(general, explicit_general, atol=1e-12)
+        np.testing.assert_allclose(vectors, explicit_vectors, atol=1e-12)
 
         core_mean = rng.normal(size=12)
         root = rng.normal(size=(12, 12))

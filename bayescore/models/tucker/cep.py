@@ -207,11 +207,13 @@ def function_messages(
     core_mean, core_second = _core_tensors(config, state, mode)
     rest = core_mean.shape[1]
     if aggregate_first(num_values, rest * rest, num_entries, state.core_mean.size):
-        summed_seconds = segment_kron_sum(seconds, ids, num_values, **common)
+        summed_seconds = segment_kron_sum(seconds, ids, num_values, symmetric=True, **common)
         precision = jnp.einsum("aibj,sij->sab", core_second, summed_seconds)
     else:  # many index values: contract each chunk with E[W ⊗ W] before summing
         contract = lambda products: jnp.einsum("aibj,nij->nab", core_second, products)  # noqa: E731
-        precision = segment_kron_sum(seconds, ids, num_values, transform=contract, **common)
+        precision = segment_kron_sum(
+            seconds, ids, num_values, transform=contract, symmetric=True, **common
+        )
     summed_means = segment_kron_sum(means, ids, num_values, weights=data.y, **common)
     shift = summed_means @ core_mean.T
     return precision_tau * precision, precision_tau * shift
@@ -342,10 +344,12 @@ def cep_epoch(
             # Σ_n E[z zᵀ] = Σ_s E[U¹U¹ᵀ](s) ⊗ Σ_{n: i¹ = s} ⊗_{k>1} E[UᵏUᵏᵀ]
             first_seconds = _outer(means[0], covariances[0])
             rest = entry_seconds[1:] or [jnp.ones((data.y.shape[0], 1, 1), dtype)]
-            rest_sums = segment_kron_sum(rest, data.positions[0], num_first, **common)
+            rest_sums = segment_kron_sum(
+                rest, data.positions[0], num_first, symmetric=True, **common
+            )
             gram = jnp.einsum("sab,sij->aibj", first_seconds, rest_sums).reshape(size, size)
         else:  # many index values in mode 1: sum the full products a chunk at a time
-            gram = segment_kron_sum(entry_seconds, single, 1, **common)[0]
+            gram = segment_kron_sum(entry_seconds, single, 1, symmetric=True, **common)[0]
         moment = segment_kron_sum(entry_means, single, 1, weights=data.y, **common)[0]
         tau = state.noise_shape / state.noise_rate
         core_precision = _damp(settings.damping_core, core_precision, tau * gram)

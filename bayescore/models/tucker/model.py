@@ -265,7 +265,8 @@ class FunctionalTucker(eqx.Module):
                 mode, on the sorted unique index values) and fit only the core and noise.
             parallel: smooth with the associative-scan filter/smoother.
             chunk_size: entries per chunk in the message sums (default: automatic, at most
-                about 32 MiB of per-entry products at a time).
+                about 32 MiB of per-entry factors and per-row products at a time; see
+                :mod:`~bayescore.models.tucker.moments`).
             progress: show a progress bar.
 
         Returns:
