@@ -3,6 +3,7 @@
 import math
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -58,6 +59,46 @@ def strictly_smaller_support():
     x = int(numpyro.sample("x", dist.Bernoulli(0.5)))
     numpyro.sample("y", dist.DiscreteUniform(1, 2 if x else 4))
     return x
+
+
+# A linear-Gaussian state-space model: x_0 ~ N(0, 1), x_t = A x_{t-1} + N(0, Q),
+# y_t = x_t + N(0, R), t < T.
+A, Q, R = 0.9, 0.5, 0.8
+
+
+def linear_gaussian(ys):
+    """The state-space model above, observing ``ys``."""
+    x = numpyro.sample("x0", dist.Normal(0.0, 1.0))
+    for t in range(len(ys)):
+        if t:
+            x = numpyro.sample(f"x{t}", dist.Normal(A * x, math.sqrt(Q)))
+        numpyro.sample(f"y{t}", dist.Normal(x, math.sqrt(R)), obs=ys[t])
+
+
+def kalman_log_evidence(ys):
+    """log p(ys) by the Kalman filter."""
+    mean, variance, log_evidence = 0.0, 1.0, 0.0
+    for t, y in enumerate(ys):
+        if t:
+            mean, variance = A * mean, A**2 * variance + Q
+        predictive = variance + R
+        log_evidence += -0.5 * (math.log(2 * math.pi * predictive) + (y - mean) ** 2 / predictive)
+        gain = variance / predictive
+        mean, variance = mean + gain * (y - mean), (1 - gain) * variance
+    return log_evidence
+
+
+def kalman_smoother_means(ys):
+    """E[x_t | ys] for every t, by conditioning the joint Gaussian of (x, y)."""
+    count = len(ys)
+    covariance = np.empty((count, count))
+    variances = [1.0]
+    for _ in range(1, count):
+        variances.append(A**2 * variances[-1] + Q)
+    for s in range(count):
+        for t in range(s, count):
+            covariance[s, t] = covariance[t, s] = A ** (t - s) * variances[s]
+    return covariance @ np.linalg.solve(covariance + R * np.eye(count), np.asarray(ys, float))
 
 
 VOTES = jnp.array([1.0, 0.0] * 49 + [1.0, 1.0])  # 51 yes, 49 no, interleaved for SMC stages

@@ -6,8 +6,6 @@ import math
 import blackjax.smc.resampling as resampling
 import jax
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 import pytest
 
 from bayescore.core.errors import ArgumentError
@@ -42,30 +40,9 @@ def test_tier_choice_and_its_notice(caplog):
         programs.smc(static, 4, jax.random.key(0), tier="jit")
 
 
-# A linear-Gaussian state-space model: x_0 ~ N(0, 1), x_t = A x_{t-1} + N(0, Q),
-# y_t = x_t + N(0, R), t < T.
-A, Q, R, T = 0.9, 0.5, 0.8, 6
+T = 6
 YS = np.array([0.3, -0.5, 1.2, 0.8, -0.2, 0.4], dtype=np.float32)
-
-
-def linear_gaussian(ys):
-    x = numpyro.sample("x0", dist.Normal(0.0, 1.0))
-    for t in range(len(ys)):
-        if t:
-            x = numpyro.sample(f"x{t}", dist.Normal(A * x, math.sqrt(Q)))
-        numpyro.sample(f"y{t}", dist.Normal(x, math.sqrt(R)), obs=ys[t])
-
-
-def kalman_log_evidence(ys):
-    mean, variance, log_evidence = 0.0, 1.0, 0.0
-    for t, y in enumerate(ys):
-        if t:
-            mean, variance = A * mean, A**2 * variance + Q
-        predictive = variance + R
-        log_evidence += -0.5 * (math.log(2 * math.pi * predictive) + (y - mean) ** 2 / predictive)
-        gain = variance / predictive
-        mean, variance = mean + gain * (y - mean), (1 - gain) * variance
-    return log_evidence
+linear_gaussian, kalman_log_evidence = oracles.linear_gaussian, oracles.kalman_log_evidence
 
 
 def test_compiled_smc_evidence_is_unbiased_for_the_kalman_filter_evidence():

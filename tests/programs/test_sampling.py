@@ -1,5 +1,6 @@
 """Monte Carlo methods against exact answers, within 4 Monte Carlo standard errors."""
 
+import functools
 import math
 
 import jax
@@ -45,12 +46,18 @@ def test_vote_by_importance():
 
 
 @pytest.mark.parametrize(
-    "transformer, first_seed", [(programs.smc, 0), (programs.rmsmc, 100)], ids=["smc", "rmsmc"]
+    "transformer, first_seed",
+    [
+        (programs.smc, 0),
+        (programs.rmsmc, 100),
+        (functools.partial(programs.rmsmc, tier="eager"), 100),
+    ],
+    ids=["smc", "rmsmc", "rmsmc_eager"],
 )
 def test_vote_by_smc_over_independent_runs(transformer, first_seed):
     # Zhat_r is unbiased for Z and Zhat_r * fhat_r for Z * E[f | y], over independent runs r:
     # the ratio of their means is consistent, with a delta-method standard error over runs.
-    # rmsmc adds one MH move per particle after each resampling.
+    # rmsmc adds one MH move per particle after each resampling (compiled: vote is static).
     program = ho.from_model(oracles.vote, num_blocks=4)
     estimates, evidences = [], []
     for run in range(8):

@@ -6,9 +6,11 @@
 ``to_arviz`` stores their draws (random functions evaluated on a grid, pointwise
 log-likelihoods) as an ArviZ ``DataTree``. Two tiers: with a key, ``importance`` and ``smc``
 run a static program's particles vmapped in one compiled program, ``trace_mh`` and ``pmmh``
-a static program's chain as one ``lax.scan``, and any other program by re-execution,
-choosing automatically (``tier=``; :mod:`~bayescore.inference.programs.compiled`,
-:mod:`~bayescore.inference.programs.compiled_mh`);
+a static program's chain as one ``lax.scan``, ``rmsmc`` its stages as one ``lax.scan``, and
+any other program by re-execution, choosing automatically (``tier=``;
+:mod:`~bayescore.inference.programs.compiled`,
+:mod:`~bayescore.inference.programs.compiled_mh`,
+:mod:`~bayescore.inference.programs.compiled_rmsmc`);
 ``nuts`` hands a static continuous program to ``bc.sample``. The population transformers,
 called without a key, are programs themselves whose random choices are sites, so
 ``enumerate(collapse(smc(m, 2, resampler="multinomial")))`` equals ``enumerate(m)`` exactly

@@ -508,6 +508,29 @@ def importance_kernel(body: Callable, num_particles: int) -> Callable:
     return call
 
 
+def _normalised(log_weights: Float[Array, " particle"]) -> tuple:
+    """The normalised weights (uniform when all are zero) and :math:`\\log \\hat Z`."""
+    num = log_weights.shape[0]
+    log_total = logsumexp(log_weights)
+    dead = log_total == -jnp.inf
+    weights = jnp.where(dead, 1.0 / num, jnp.exp(log_weights - jnp.where(dead, 0.0, log_total)))
+    return weights, log_total - jnp.log(num)
+
+
+def resampling_due(log_weights: Float[Array, " particle"], ess_threshold: float) -> Any:
+    """Whether :func:`resample_step` resamples these weights:
+    :math:`\\mathrm{ESS} = 1 / \\sum_i w_i^2 < \\text{ess\\_threshold} \\cdot N` (traceable).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> bool(resampling_due(jnp.array([0.0, -5.0]), 0.9)), bool(resampling_due(
+        ...     jnp.zeros(2), 0.9))
+        (True, False)
+    """
+    weights, _ = _normalised(log_weights)
+    return jnp.sum(weights**2) * (ess_threshold * log_weights.shape[0]) > 1.0
+
+
 def resample_step(
     key: PRNGKeyArray,
     log_weights: Float[Array, " particle"],
@@ -527,11 +550,8 @@ def resample_step(
         ([0, 0], -0.6931)
     """
     num = log_weights.shape[0]
-    log_total = logsumexp(log_weights)
-    dead = log_total == -jnp.inf
-    weights = jnp.where(dead, 1.0 / num, jnp.exp(log_weights - jnp.where(dead, 0.0, log_total)))
-    log_evidence = log_total - jnp.log(num)
-    now = jnp.sum(weights**2) * (ess_threshold * num) > 1.0  # ESS = 1 / sum(w^2)
+    weights, log_evidence = _normalised(log_weights)
+    now = resampling_due(log_weights, ess_threshold)
     if ess_threshold >= 1.0:
         # it resamples at almost every stage: a select costs less than a branch, whose two
         # sides XLA cannot fuse with the gathers that follow

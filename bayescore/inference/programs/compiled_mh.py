@@ -80,12 +80,16 @@ class State(NamedTuple):
         latents: the latent sites' values, in run order.
         log_priors: :math:`\\log p_a(x_a)` of each latent site, ``(n,)``.
         log_weight: :math:`\\ell(x)`, the observed and factor sites' log density.
+        log_likelihoods: each observed or factor site's log density, in run order (their sum
+            is ``log_weight``); read by a move targeting a prefix of the program
+            (:func:`chain_step` with a ``stage``).
     """
 
     key: PRNGKeyArray
     latents: list
     log_priors: Float[Array, " site"]
     log_weight: Float[Array, ""]
+    log_likelihoods: Float[Array, " observed"] | None = None
 
 
 class _Regenerate(Messenger):
@@ -170,20 +174,39 @@ def run_regenerated(
             f"compiled trace-MH tier cannot redraw"
         )
     latent_addresses(frame.trace)  # refuses a latent site without a density
-    log_priors = [jnp.asarray(frame.trace[a].log_prob, float) for a in latent]
+    trace = frame.trace
+
+    def stacked(addresses: tuple) -> Float[Array, " site"]:
+        if not addresses:
+            return jnp.zeros(0)
+        return jnp.stack([jnp.asarray(trace[a].log_prob, float) for a in addresses])
+
     return value, State(
         key,
-        [frame.trace[a].value for a in latent],
-        jnp.stack(log_priors) if log_priors else jnp.zeros(0),
+        [trace[a].value for a in latent],
+        stacked(latent),
         jnp.asarray(frame.log_weight, float),
+        stacked(structure.observed_addresses),
     )
 
 
-def propose(kernel: Any, key: PRNGKeyArray, state: State, latent: tuple) -> tuple:
+def propose(
+    kernel: Any,
+    key: PRNGKeyArray,
+    state: State,
+    latent: tuple,
+    eligible: Bool[Array, " site"] | None = None,
+) -> tuple:
     """The regeneration proposal ``(replay, regenerate, log_correction)`` of ``kernel`` from
     ``state`` (the module docstring's :math:`(\\tilde x, m, c)`). A kernel that cannot move
     (no latent sites; a site kernel for a site the program does not have) gets
     :math:`c = -\\infty`: its steps are rejected, as in the eager tier.
+
+    With ``eligible`` (a traceable mask) the kernel acts on the eligible sites alone, as if
+    the program had only those: ``single_site`` picks one of them, ``lazy`` and ``restart``
+    redraw none of the others, a site kernel for an ineligible site (or ``single_site``
+    with no eligible site) gets :math:`c = -\\infty`. Resample-move SMC moves a particle's
+    prefix this way (:mod:`~bayescore.inference.programs.compiled_rmsmc`).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -192,35 +215,70 @@ def propose(kernel: Any, key: PRNGKeyArray, state: State, latent: tuple) -> tupl
         >>> _, regenerate, correction = propose(single_site(), jax.random.key(1), state, ("a", "b"))
         >>> int(regenerate.sum()), float(correction)
         (1, 0.0)
+        >>> _, regenerate, _ = propose(single_site(), jax.random.key(1), state, ("a", "b"),
+        ...                            eligible=jnp.array([False, True]))
+        >>> regenerate.tolist()
+        [False, True]
     """
     num_sites = len(latent)
     keep_all = jnp.zeros(num_sites, bool)
     if isinstance(kernel, Restart):
         coin_key, inner_key = jax.random.split(key)
-        replay, regenerate, correction = propose(kernel.inner, inner_key, state, latent)
+        replay, regenerate, correction = propose(kernel.inner, inner_key, state, latent, eligible)
         restart = jax.random.uniform(coin_key) < kernel.q
-        return replay, regenerate | restart, jnp.where(restart, 0.0, correction)
+        fresh = restart if eligible is None else restart & eligible
+        return replay, regenerate | fresh, jnp.where(restart, 0.0, correction)
     if not num_sites or (isinstance(kernel, SiteKernel) and kernel.address not in latent):
         return state.latents, keep_all, jnp.asarray(-jnp.inf)
     if isinstance(kernel, SingleSite):
-        chosen = jax.random.randint(key, (), 0, num_sites)
-        return state.latents, jnp.arange(num_sites) == chosen, jnp.asarray(0.0)
+        if eligible is None:
+            chosen = jax.random.randint(key, (), 0, num_sites)
+            return state.latents, jnp.arange(num_sites) == chosen, jnp.asarray(0.0)
+        count = jnp.sum(eligible)
+        rank = jax.random.randint(key, (), 0, jnp.maximum(count, 1))
+        # the rank-th eligible site
+        chosen = eligible & (jnp.cumsum(eligible) == rank + 1)
+        return state.latents, chosen, jnp.where(count > 0, 0.0, -jnp.inf)
     if isinstance(kernel, Lazy):
-        return state.latents, jax.random.uniform(key, (num_sites,)) < kernel.p, jnp.asarray(0.0)
+        redraw = jax.random.uniform(key, (num_sites,)) < kernel.p
+        return (
+            state.latents,
+            redraw if eligible is None else redraw & eligible,
+            jnp.asarray(0.0),
+        )
     index = latent.index(kernel.address)
     current = jnp.asarray(state.latents[index])
     proposed, log_forward, log_backward = kernel.proposal(key, current)
     replay = list(state.latents)
     # the chain's carry has fixed types: the proposal's value takes the site's dtype and shape
     replay[index] = jnp.broadcast_to(jnp.asarray(proposed, current.dtype), current.shape)
-    return replay, keep_all, jnp.asarray(log_backward - log_forward, float)
+    correction = jnp.asarray(log_backward - log_forward, float)
+    if eligible is not None:
+        correction = jnp.where(eligible[index], correction, -jnp.inf)
+    return replay, keep_all, correction
 
 
 def log_acceptance(
-    old: State, new: State, regenerate: Bool[Array, " site"], log_correction: Any
+    old: State,
+    new: State,
+    regenerate: Bool[Array, " site"],
+    log_correction: Any,
+    prefix: tuple[Bool[Array, " site"], Bool[Array, " observed"]] | None = None,
 ) -> Float[Array, ""]:
     r""":math:`\log \alpha` of the module docstring: the weight ratio, the replayed sites'
     prior ratio and the proposal's correction.
+
+    With ``prefix = (latent_in, observed_in)``, masks of the latent and of the observed
+    sites of a prefix of the program (those of stage :math:`\le t`), the ratio targets the
+    prefix measure :math:`\gamma_t` instead: only the prefix's observed sites weigh and only
+    its replayed latent sites enter the prior ratio,
+
+    .. math::
+
+        \log \alpha_t = \sum_{o \in O_t} \big[\log p'_o(y_o) - \log p_o(y_o)\big]
+            + \sum_{a \in A_t,\, m_a = 0} \big[\log p'_a(x'_a) - \log p_a(x_a)\big] + c,
+
+    exact for :math:`\gamma_t` since no site of the prefix reads a later one.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -228,13 +286,53 @@ def log_acceptance(
         >>> new = State(None, [1.0, 0.0], jnp.array([-5.0, -1.5]), jnp.array(-2.0))
         >>> float(log_acceptance(old, new, jnp.array([True, False]), 0.0))
         1.5
+        >>> old = old._replace(log_likelihoods=jnp.array([-1.0, -2.0]))
+        >>> new = new._replace(log_likelihoods=jnp.array([-0.5, 0.0]))
+        >>> prefix = (jnp.array([True, False]), jnp.array([True, False]))
+        >>> float(log_acceptance(old, new, jnp.array([True, False]), 0.0, prefix))
+        0.5
     """
-    replayed = jnp.where(regenerate, 0.0, new.log_priors - old.log_priors)
-    return new.log_weight - old.log_weight + jnp.sum(replayed) + log_correction
+    if prefix is None:
+        replayed = jnp.where(regenerate, 0.0, new.log_priors - old.log_priors)
+        return new.log_weight - old.log_weight + jnp.sum(replayed) + log_correction
+    latent_in, observed_in = prefix
+    # where, not a product: a site past the prefix may have a log density of -inf or nan
+    replayed = jnp.where(latent_in & ~regenerate, new.log_priors - old.log_priors, 0.0)
+    weighed = jnp.where(observed_in, new.log_likelihoods - old.log_likelihoods, 0.0)
+    return jnp.sum(weighed) + jnp.sum(replayed) + log_correction
+
+
+def prefix_masks(structure: compiled.Structure, stage: Any) -> tuple:
+    """``(latent_in, observed_in)``: which latent and which observed sites (each in run
+    order) belong to the prefix measure :math:`\\gamma_t`, the program suspended after its
+    :math:`(t+1)`-th observed site: those of stage :math:`\\le t` (``stage`` traceable).
+
+    Example:
+        >>> import numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     x = numpyro.sample("x", dist.Normal())
+        ...     numpyro.sample("y", dist.Normal(x, 1.0), obs=0.5)
+        ...     z = numpyro.sample("z", dist.Normal(x, 1.0))
+        ...     numpyro.sample("w", dist.Normal(z, 1.0), obs=0.5)
+        >>> latent_in, observed_in = prefix_masks(compiled.analyse(model), 0)
+        >>> latent_in.tolist(), observed_in.tolist()
+        ([True, False], [True, False])
+    """
+    latent_stages = [s for s, a in zip(structure.stages, structure.latent, strict=True) if a]
+    observed_stages = [s for s, o in zip(structure.stages, structure.observed, strict=True) if o]
+    return (
+        jnp.asarray(latent_stages, jnp.int32).reshape(-1) <= stage,
+        jnp.asarray(observed_stages, jnp.int32).reshape(-1) <= stage,
+    )
 
 
 def chain_step(body: Callable, structure: compiled.Structure, kernel: Any) -> Callable:
-    """``(state, key) -> (state, accepted)``: one compiled trace-MH step (traceable).
+    """``(state, key, stage=None) -> (state, accepted)``: one compiled trace-MH step
+    (traceable). With a ``stage`` :math:`t` (traceable) the step targets the prefix measure
+    :math:`\\gamma_t`: it proposes on the latent sites of stage :math:`\\le t` alone
+    (:func:`propose` with ``eligible``) and accepts by the prefix's sites alone
+    (:func:`log_acceptance` with ``prefix``); the later sites are replayed, their values
+    meaningless to :math:`\\gamma_t`.
 
     Example:
         >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
@@ -253,11 +351,13 @@ def chain_step(body: Callable, structure: compiled.Structure, kernel: Any) -> Ca
     latent = structure.latent_addresses
     one_key = isinstance(kernel, SingleSite)  # one site redrawn per step
 
-    def step(state: State, key: PRNGKeyArray) -> tuple[State, Bool[Array, ""]]:
+    def step(state: State, key: PRNGKeyArray, stage: Any = None) -> tuple[State, Bool[Array, ""]]:
         proposal_key, run_key, accept_key = jax.random.split(key, 3)
-        replay, regenerate, correction = propose(kernel, proposal_key, state, latent)
+        prefix = None if stage is None else prefix_masks(structure, stage)
+        eligible = None if prefix is None else prefix[0]
+        replay, regenerate, correction = propose(kernel, proposal_key, state, latent, eligible)
         _, new = run_regenerated(body, structure, run_key, replay, regenerate, one_key=one_key)
-        log_ratio = log_acceptance(state, new, regenerate, correction)
+        log_ratio = log_acceptance(state, new, regenerate, correction, prefix)
         accepted = jnp.log(jax.random.uniform(accept_key)) < log_ratio
         return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), new, state), accepted
 
@@ -308,6 +408,7 @@ def chain_kernel(
             ],
             jnp.asarray([trace[a].log_prob for a in latent], float),
             jnp.asarray(frame.log_weight, float),
+            jnp.asarray([trace[a].log_prob for a in structure.observed_addresses], float),
         )
         keys, latents, log_weights, accepted = run(step_key, state)
         particles = compiled.Particles(

@@ -27,7 +27,8 @@ resampling with moves of any trace-MH kernel on each particle's prefix
 (:mod:`~bayescore.inference.programs.trace_mh`; proposals stop at the particle's last
 observed site), which leave :math:`\gamma_t` invariant. The moves' own choices are sites too
 (``("move", t, i, j, "site")``, ``("move", t, i, j, "accept")``, ...), so resample-move is
-enumerable and its validity is checked exactly.
+enumerable and its validity is checked exactly. Its compiled tier (static programs, with a
+key) is :mod:`~bayescore.inference.programs.compiled_rmsmc`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from bayescore.core.errors import check_positive_float, check_positive_int
-from bayescore.inference.programs import compiled
+from bayescore.inference.programs import compiled, compiled_rmsmc
 from bayescore.inference.programs.population import (
     SCHEMES,
     Population,
@@ -220,11 +221,22 @@ def rmsmc(
     kernel: Any = None,
     resampler: str | Callable = "systematic",
     ess_threshold: float = 0.5,
+    tier: str = "auto",
 ) -> Population | Measure[Population]:
     """Resample-move SMC: :func:`smc`, with ``num_moves`` steps of the trace-MH ``kernel``
     (default :func:`~bayescore.inference.programs.single_site`; any of ``lazy``,
     ``restart``, ``site_kernel``) on every particle after each resampling, each targeting
-    the particle's prefix measure :math:`\\gamma_t` (see the module docstring). Eager tier.
+    the particle's prefix measure :math:`\\gamma_t` (see the module docstring).
+
+    ``tier="auto"`` runs a static program in the compiled tier
+    (:mod:`~bayescore.inference.programs.compiled_rmsmc`: the stages one ``lax.scan``, every
+    particle a vector of all the latent sites, every move a regeneration proposal on the
+    sites of stage :math:`\\le t` scored by one replayed run of the whole program, at a cost
+    of :math:`O(T^2 N)`); a dynamic program, a site kernel whose proposal does not trace, or
+    sites drawn inside ``ho.mem`` run in the eager tier, with one ``INFO`` notice naming the
+    program and the reason. ``"compiled"`` forces the compiled tier (raising
+    :class:`~bayescore.inference.programs.DynamicProgramError` where it cannot run),
+    ``"eager"`` the eager one. Without a key the program is of the eager tier.
 
     Example:
         >>> import jax, numpyro, numpyro.distributions as dist
@@ -237,8 +249,31 @@ def rmsmc(
         ...     return x
         >>> population = rmsmc(ho.from_model(model), 4, jax.random.key(0), ess_threshold=1.0,
         ...                    kernel=programs.lazy(0.5))
-        >>> population.num_particles
-        4
+        >>> population.num_particles, population.particles is not None
+        (4, True)
+        >>> eager = rmsmc(ho.from_model(model), 4, jax.random.key(0), tier="eager")
+        >>> eager.particles is None
+        True
     """
+    if key is None:
+        check_program_tier(tier, "rmsmc")
+    else:
+        num_particles = check_positive_int("num_particles", num_particles)
+        threshold = check_positive_float("ess_threshold", ess_threshold, allow_zero=True)
+        moves = check_positive_int("num_moves", num_moves, allow_zero=True)
+        scheme = check_scheme(resampler)
+        checked = _check_kernel(single_site() if kernel is None else kernel)
+        body = as_body(program)
+        outcome = compiled.attempt(
+            tier,
+            body,
+            "rmsmc",
+            lambda _: compiled_rmsmc.rmsmc_kernel(
+                body, num_particles, SCHEMES.get(scheme, scheme), float(threshold), moves, checked
+            ),
+            key,
+        )
+        if outcome is not None:
+            return Population.from_particles(*outcome)
     sequential = _sequential(program, num_particles, resampler, ess_threshold, num_moves, kernel)
     return run_program(sequential, key)

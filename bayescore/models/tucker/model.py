@@ -226,6 +226,8 @@ class FunctionalTucker(eqx.Module):
         *,
         key: Any = 0,
         num_epochs: int = 100,
+        num_restarts: int = 1,
+        restart_epochs: int = 10,
         tol: float = 1e-5,
         damping: float | tuple[float, float, float] = 0.5,
         learn_hyperparameters: bool = True,
@@ -245,7 +247,15 @@ class FunctionalTucker(eqx.Module):
             y: ``(N,)`` their values.
             key: seed of the random initial function values (uniform on [0, 1], as the
                 reference recommends) and core (standard normal).
-            num_epochs: sweeps at most.
+            num_epochs: sweeps at most (of the chosen start, its first ``restart_epochs``
+                included).
+            num_restarts: random starts (keys split from ``key``). Conditional EP for a
+                low-rank Tucker/CP model has local optima (component functions are
+                exchangeable and the fit is multilinear), and which one a start reaches
+                shows early. So each start runs ``restart_epochs`` sweeps, and the one with
+                the lowest training RMSE (the highest fitted likelihood) continues;
+                ``1``: the single start from ``key``.
+            restart_epochs: sweeps of each start before the choice.
             tol: stop when the relative change of the training predictive means in an
                 epoch falls below ``tol``.
             damping: :math:`\rho` for all messages, or ``(functions, core, noise)``.
@@ -318,22 +328,32 @@ class FunctionalTucker(eqx.Module):
         initial_noise_variance = check_positive_float(
             "initial_noise_variance", initial_noise_variance
         )
-        state = self._initial_state(
-            config, data, as_key(key), fixed, initial_noise_variance, settings
-        )
-        history: dict[str, list[float]] = {}
-        with ProgressBar(num_epochs, enabled=progress, description="CEP") as bar:
-            for epoch in range(num_epochs):
-                state, info, posteriors = _compiled_epoch(config, settings, state, data)
-                values = {name: float(value) for name, value in info._asdict().items()}
-                for name, value in values.items():
-                    history.setdefault(name, []).append(value)
-                bar.advance(1, rmse=values["train_rmse"], change=values["change"])
-                if not math.isfinite(values["train_rmse"]):
-                    logger.warning("CEP diverged at epoch %d (non-finite fit); stopping.", epoch)
-                    break
-                if epoch > 0 and values["change"] < tol:
-                    break
+        num_restarts = check_positive_int("num_restarts", num_restarts)
+        restart_epochs = min(check_positive_int("restart_epochs", restart_epochs), num_epochs)
+        if num_restarts == 1:
+            keys, restart_epochs = [as_key(key)], num_epochs
+        else:
+            keys = jax.random.split(as_key(key), num_restarts)
+        total = num_epochs + (num_restarts - 1) * restart_epochs
+        with ProgressBar(total, enabled=progress, description="CEP") as bar:
+            best = None
+            for start_key in keys:
+                state = self._initial_state(
+                    config, data, start_key, fixed, initial_noise_variance, settings
+                )
+                run = _run_epochs(config, settings, state, data, 0, restart_epochs, tol, bar)
+                # The lowest training RMSE; a start that diverged (non-finite) is never chosen.
+                score = run[1]["train_rmse"][-1]
+                score = score if math.isfinite(score) else math.inf
+                if best is None or score < best[0]:
+                    best = (score, run)
+            state, history, posteriors, stopped = best[1]
+            if not stopped and restart_epochs < num_epochs:
+                state, more, posteriors, _ = _run_epochs(
+                    config, settings, state, data, restart_epochs, num_epochs, tol, bar
+                )
+                for name, values in more.items():
+                    history[name].extend(values)
         model = eqx.tree_at(lambda m: m.kernels, self, tuple(state.kernels))
         return TuckerFit(
             model=model,
@@ -500,6 +520,34 @@ def _markov_chain(kernel: Any, rank: int, grid: Array) -> tuple[Array, Array, Ar
     values, vectors = jnp.linalg.eigh(noise)
     root = vectors * jnp.sqrt(jnp.maximum(values, 0.0))[..., None, :]
     return transition, root, sde.observation
+
+
+def _run_epochs(
+    config: CEPConfig,
+    settings: CEPSettings,
+    state: CEPState,
+    data: TuckerData,
+    first_epoch: int,
+    end_epoch: int,
+    tol: float,
+    bar: ProgressBar,
+) -> tuple[CEPState, dict[str, list[float]], tuple[StateSpacePosterior, ...], bool]:
+    """CEP sweeps ``first_epoch, ..., end_epoch - 1``; the state, their history, the last
+    posteriors and whether the sweeps stopped early (converged within ``tol`` or diverged)."""
+    history: dict[str, list[float]] = {}
+    posteriors: tuple[StateSpacePosterior, ...] = ()
+    for epoch in range(first_epoch, end_epoch):
+        state, info, posteriors = _compiled_epoch(config, settings, state, data)
+        values = {name: float(value) for name, value in info._asdict().items()}
+        for name, value in values.items():
+            history.setdefault(name, []).append(value)
+        bar.advance(1, rmse=values["train_rmse"], change=values["change"])
+        if not math.isfinite(values["train_rmse"]):
+            logger.warning("CEP diverged at epoch %d (non-finite fit); stopping.", epoch)
+            return state, history, posteriors, True
+        if epoch > 0 and values["change"] < tol:
+            return state, history, posteriors, True
+    return state, history, posteriors, False
 
 
 @eqx.filter_jit
