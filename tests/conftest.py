@@ -32,9 +32,17 @@ import numpyro.distributions as dist  # noqa: E402
 import pytest  # noqa: E402
 
 # The end-to-end tier: the demo sections, the docs pages and the example scripts, run as a
-# user would run them (minutes each). `make test` runs everything; CI (.ci/run) runs the
-# library tier only (`-m "not scripts"`) to stay within its time limit on 2 cores.
-SCRIPTS = ("tests/test_cli.py::test_demo", "tests/test_docs.py", "tests/test_examples.py")
+# user would run them (minutes each), and the four-device SG-MCMC script (every method
+# data-parallel in one process, over a minute; the two-process test in
+# tests/core/test_multihost.py keeps data-parallel sampling in the library tier). `make test`
+# runs everything; CI (.ci/run) runs the library tier only (`-m "not scripts"`) to stay
+# within its time limit on 2 cores.
+SCRIPTS = (
+    "tests/test_cli.py::test_demo",
+    "tests/test_docs.py",
+    "tests/test_examples.py",
+    "tests/inference/test_sgmcmc.py::test_data_parallel_over_four_devices",
+)
 
 
 def pytest_collection_modifyitems(config, items):

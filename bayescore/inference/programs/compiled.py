@@ -30,7 +30,8 @@ runs the eager tier. ``tier="compiled"`` raises :class:`DynamicProgramError` ins
 tiers estimate the same measure; with the same key their draws differ (the eager tier keys a
 particle's sites by ``("importance", i, ...)`` addresses; compiled importance folds the
 address into per-particle keys, compiled SMC splits site :math:`a`'s :math:`N` particle keys
-from :math:`\mathrm{fold\_in}(k, h_0(a))`).
+from :math:`\mathrm{fold\_in}(k, h_0(a))`, or draws a normal site's :math:`N` values
+from that key at once).
 
 Results stay on the device as arrays (:class:`Particles`); per-particle traces and values
 are built when read, from one vmapped replay of the program.
@@ -50,6 +51,7 @@ from jax._src import core as jax_core  # Literal, Var: templates of the slices
 from jax._src.interpreters import partial_eval as pe  # dce_jaxpr: per-site slices of a run
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
+from numpyro import distributions as dist
 from numpyro.distributions.distribution import validation_enabled
 
 from bayescore.core.errors import ArgumentError, ModelError
@@ -852,9 +854,15 @@ def _smc(
     latent_stage = {a: structure.stages[structure.addresses.index(a)] for a in latent}
 
     def draw(treedef: Any, leaves: list, key: Any, site_hash: Any) -> Any:
+        key = jax.random.fold_in(key, site_hash)
+        site = jax.tree.unflatten(treedef, leaves)  # every leaf has the particle axis first
+        if type(site) is dist.Normal:
+            # loc + scale·ε with the N particles' ε from one key: one pass of the random
+            # bit generator instead of two (N keys, then a draw from each)
+            return site.sample(key, (num_particles,))
         # the site's N particle keys split from one key: one vectorised threefry with a
         # scalar key, cheaper than folding the address into N particle keys
-        keys = jax.random.split(jax.random.fold_in(key, site_hash), num_particles)
+        keys = jax.random.split(key, num_particles)
 
         def one(particle_leaves: list, key: PRNGKeyArray) -> Any:
             return jax.tree.unflatten(treedef, particle_leaves).sample(key)
