@@ -64,14 +64,23 @@ def proposals(kernel, num_sites):
     return [((False,) * num_sites, 1.0, kernel)]  # a site kernel with a deterministic proposal
 
 
-def compiled_transition_matrix(kernel):
-    """The compiled step's transition matrix on the static sprinkler's 12 states, built from
-    the compiled run (proposal probabilities: the redrawn sites' log priors in the new run)
-    and the compiled acceptance ratio; and the unnormalised posterior of each state."""
-    body = ho.from_model(static_sprinkler).body
+def transition_matrix(model, supports, kernel, stage=None):
+    """A compiled move's transition matrix, built from compiled runs (proposal probabilities:
+    the redrawn sites' log priors in the new run) and the compiled acceptance ratio, with the
+    unnormalised target density of each state.
+
+    Without ``stage``: the whole program's chain on all its latent states, the target its
+    posterior. With ``stage``: a resample-move step at that stage, on the states of the latent
+    sites of stage <= ``stage`` (the later sites fixed at their largest value: a move replays
+    them), accepted by the prefix ratio; the returned density is then of no use.
+    """
+    body = ho.from_model(model).body
     structure = compiled.analyse(body)
     latent = structure.latent_addresses
-    states = list(itertools.product(*(SUPPORTS[a] for a in latent)))
+    prefix = None if stage is None else compiled_mh.prefix_masks(structure, stage)
+    num_eligible = len(latent) if prefix is None else int(prefix[0].sum())
+    states = list(itertools.product(*(supports[a] for a in latent[:num_eligible])))
+    later = [max(supports[a]) for a in latent[num_eligible:]]
 
     @jax.jit
     def run(replay, regenerate, fresh):
@@ -82,29 +91,34 @@ def compiled_transition_matrix(kernel):
         return [jnp.asarray(v, jnp.int32) for v in values]
 
     keep = jnp.zeros(len(latent), bool)
-    olds = [run(as_arrays(x), keep, as_arrays(x)) for x in states]
-    posterior = np.array([math.exp(o.log_weight + o.log_priors.sum()) for o in olds])
+    olds = [run(as_arrays(list(x) + later), keep, as_arrays(list(x) + later)) for x in states]
+    density = np.array([math.exp(o.log_weight + o.log_priors.sum()) for o in olds])
     matrix = np.zeros((len(states), len(states)))
     for i, (x, old) in enumerate(zip(states, olds, strict=True)):
-        for mask, probability, site_kernel in proposals(kernel, len(latent)):
-            replay, correction = list(x), 0.0
+        full = list(x) + later
+        for mask, probability, site_kernel in proposals(kernel, num_eligible):
+            mask = mask + (False,) * (len(latent) - num_eligible)
+            replay, correction = list(full), 0.0
             if site_kernel is not None:
                 index = latent.index(site_kernel.address)
-                replay[index], forward, backward = site_kernel.proposal(None, x[index])
+                replay[index], forward, backward = site_kernel.proposal(None, full[index])
                 correction = backward - forward
             redrawn = [k for k, m in enumerate(mask) if m]
-            for values in itertools.product(*(SUPPORTS[latent[k]] for k in redrawn)):
+            for values in itertools.product(*(supports[latent[k]] for k in redrawn)):
                 fresh = list(replay)
                 for k, v in zip(redrawn, values, strict=True):
                     fresh[k] = v
                 new = run(as_arrays(replay), jnp.array(mask), as_arrays(fresh))
                 weight = probability * math.exp(sum(float(new.log_priors[k]) for k in redrawn))
-                log_ratio = compiled_mh.log_acceptance(old, new, jnp.array(mask), correction)
+                log_ratio = compiled_mh.log_acceptance(
+                    old, new, jnp.array(mask), correction, prefix
+                )
                 accept = min(1.0, math.exp(min(float(log_ratio), 0.0)))
-                target = states.index(tuple(int(v) for v in new.latents))
-                matrix[i, target] += weight * accept
+                moved = tuple(int(v) for v in new.latents)
+                assert list(moved[num_eligible:]) == later  # the later sites are replayed
+                matrix[i, states.index(moved[:num_eligible])] += weight * accept
                 matrix[i, i] += weight * (1.0 - accept)
-    return states, matrix, posterior
+    return states, matrix, density
 
 
 @pytest.mark.parametrize(
@@ -122,7 +136,7 @@ def test_compiled_step_leaves_the_posterior_invariant_exactly(kernel):
     # constants, errors of 1e-9 after a float32 chain of the same program): start afresh
     jax.clear_caches()
     with jax.enable_x64(True):
-        states, matrix, weights = compiled_transition_matrix(kernel)
+        states, matrix, weights = transition_matrix(static_sprinkler, SUPPORTS, kernel)
         posterior = weights / weights.sum()
         exact = programs.enumerate(ho.from_model(static_sprinkler))
         rain = sum(p for x, p in zip(states, posterior, strict=True) if x[0] == 1)

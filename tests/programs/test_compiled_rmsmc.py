@@ -18,7 +18,7 @@ from bayescore.inference import programs
 from bayescore.inference.programs import compiled, compiled_mh
 from bayescore.models import ho
 from tests.programs import oracles
-from tests.programs.test_compiled_mh import SEASON, WET, flip_rain, proposals
+from tests.programs.test_compiled_mh import SEASON, WET, flip_rain, transition_matrix
 
 LOGGER = "bayescore.inference.programs.compiled"
 TOLERANCE = 1e-12
@@ -67,56 +67,6 @@ def posterior_density(prefix):
     return total
 
 
-def prefix_transition_matrix(kernel, stage):
-    """One compiled move at ``stage``'s transition matrix on the prefix states (the later
-    sites fixed: a move replays them), built from compiled runs (proposal probabilities: the
-    redrawn sites' log priors in the new run) and the compiled prefix acceptance ratio."""
-    body = ho.from_model(staged_sprinkler).body
-    structure = compiled.analyse(body)
-    latent = structure.latent_addresses
-    prefix = compiled_mh.prefix_masks(structure, stage)
-    num_eligible = int(prefix[0].sum())
-    states = list(itertools.product(*(SUPPORTS[a] for a in latent[:num_eligible])))
-    later = [max(SUPPORTS[a]) for a in latent[num_eligible:]]
-
-    @jax.jit
-    def run(replay, regenerate, fresh):
-        key = jax.random.key(0)
-        return compiled_mh.run_regenerated(body, structure, key, replay, regenerate, fresh)[1]
-
-    def as_arrays(values):
-        return [jnp.asarray(v, jnp.int32) for v in values]
-
-    keep = jnp.zeros(len(latent), bool)
-    matrix = np.zeros((len(states), len(states)))
-    for i, x in enumerate(states):
-        full = list(x) + later
-        old = run(as_arrays(full), keep, as_arrays(full))
-        for mask, probability, site_kernel in proposals(kernel, num_eligible):
-            mask = mask + (False,) * (len(latent) - num_eligible)
-            replay, correction = list(full), 0.0
-            if site_kernel is not None:
-                index = latent.index(site_kernel.address)
-                replay[index], forward, backward = site_kernel.proposal(None, full[index])
-                correction = backward - forward
-            redrawn = [k for k, m in enumerate(mask) if m]
-            for values in itertools.product(*(SUPPORTS[latent[k]] for k in redrawn)):
-                fresh = list(replay)
-                for k, v in zip(redrawn, values, strict=True):
-                    fresh[k] = v
-                new = run(as_arrays(replay), jnp.array(mask), as_arrays(fresh))
-                weight = probability * math.exp(sum(float(new.log_priors[k]) for k in redrawn))
-                log_ratio = compiled_mh.log_acceptance(
-                    old, new, jnp.array(mask), correction, prefix
-                )
-                accept = min(1.0, math.exp(min(float(log_ratio), 0.0)))
-                moved = tuple(int(v) for v in new.latents)
-                assert list(moved[num_eligible:]) == later  # the later sites are replayed
-                matrix[i, states.index(moved[:num_eligible])] += weight * accept
-                matrix[i, i] += weight * (1.0 - accept)
-    return states, matrix
-
-
 KERNELS = [
     programs.single_site(),
     programs.lazy(0.5),
@@ -134,7 +84,7 @@ def test_compiled_move_leaves_the_prefix_measure_invariant_exactly(kernel, stage
     # errors of 1e-9 here after a float32 compiled chain of the same sites): start afresh
     jax.clear_caches()
     with jax.enable_x64(True):
-        states, matrix = prefix_transition_matrix(kernel, stage)
+        states, matrix, _ = transition_matrix(staged_sprinkler, SUPPORTS, kernel, stage)
         table = programs.enumerate(ho.from_model(staged_sprinkler))
     gamma = np.array([prefix_density(x, stage) for x in states])
     gamma /= gamma.sum()
