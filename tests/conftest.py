@@ -14,6 +14,8 @@ import sys
 # A size limit is what makes JAX take a file lock around every read and write of the cache:
 # without one, a process could read an entry that another is still writing. No lock
 # (filelock missing), no cache. Worker crashes inside XLA's compiler are rerun (Makefile).
+# Compiles under 0.2 s are not stored: each store takes the lock and keeps the size
+# accounting, which late in a run costs more than compiling a small program again.
 try:
     import filelock  # noqa: F401
 
@@ -21,7 +23,7 @@ try:
         "JAX_COMPILATION_CACHE_DIR",
         str(pathlib.Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"),
     )
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
     os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(16 * 2**30))
 except ImportError:
     pass
