@@ -268,19 +268,27 @@ def test_cep_core_posterior_matches_nuts_with_fixed_functions():
     assert abs(precision.mean() / float(fit.noise_precision) - 1) < 0.1
 
 
+def rank_two_signal(x):
+    return np.sin(3 * x[:, 0]) * np.cos(2 * x[:, 1]) * (1 + x[:, 2]) + 0.5 * np.cos(
+        4 * x[:, 0]
+    ) * x[:, 1] * np.exp(-x[:, 2])
+
+
+def rank_two_problem():
+    """600 noisy entries (sd 0.01) of a rank-two function on [0, 1]^3, and a rank-2 model."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(600, 3))
+    y = rank_two_signal(x) + 0.01 * rng.normal(size=600)
+    model = FunctionalTucker(2, [gpx.kernels.Matern32(lengthscale=0.3)] * 3)
+    return rng, x, y, rank_two_signal, model
+
+
 def test_tucker_fits_a_rank_two_function():
     # CEP for Tucker is a fixed-point iteration of a non-convex problem: from some initial
     # keys it settles with one component pruned (train RMSE ~0.13 here; 2 of 6 keys on this
     # problem). Key 0 converges; the assertion is on that run.
     with jax.enable_x64(True):
-        rng = np.random.default_rng(4)
-        x = rng.uniform(size=(600, 3))
-        signal = lambda x: (  # noqa: E731
-            np.sin(3 * x[:, 0]) * np.cos(2 * x[:, 1]) * (1 + x[:, 2])
-            + 0.5 * np.cos(4 * x[:, 0]) * x[:, 1] * np.exp(-x[:, 2])
-        )
-        y = signal(x) + 0.01 * rng.normal(size=600)
-        model = FunctionalTucker(2, [gpx.kernels.Matern32(lengthscale=0.3)] * 3)
+        rng, x, y, signal, model = rank_two_problem()
         fit = model.fit(
             x, y, num_epochs=60, key=0, learn_hyperparameters=False, chunk_size=128,
             progress=False,
@@ -296,14 +304,7 @@ def test_restarts_choose_the_start_with_the_best_training_fit():
     # RMSE 0.13, test RMSE 0.24 sd); of four starts split from it, three converge (train
     # RMSE 0.009), and the choice by training RMSE after 10 sweeps keeps one of them.
     with jax.enable_x64(True):
-        rng = np.random.default_rng(4)
-        x = rng.uniform(size=(600, 3))
-        signal = lambda x: (  # noqa: E731
-            np.sin(3 * x[:, 0]) * np.cos(2 * x[:, 1]) * (1 + x[:, 2])
-            + 0.5 * np.cos(4 * x[:, 0]) * x[:, 1] * np.exp(-x[:, 2])
-        )
-        y = signal(x) + 0.01 * rng.normal(size=600)
-        model = FunctionalTucker(2, [gpx.kernels.Matern32(lengthscale=0.3)] * 3)
+        rng, x, y, signal, model = rank_two_problem()
         common = dict(num_epochs=60, key=2, learn_hyperparameters=False, progress=False)
         single = model.fit(x, y, **common)
         fit = model.fit(x, y, num_restarts=4, restart_epochs=10, **common)
