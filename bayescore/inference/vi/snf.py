@@ -26,6 +26,13 @@ paths.
 :math:`\log\tilde p(x)` minus it is :math:`\log w`; objectives over :math:`\log w` (ELBO,
 IWELBO) and the reparameterisation estimator apply (accept decisions are not
 differentiated, as in the reference code). It has no ``log_prob`` at a given point.
+
+A Langevin block's :math:`\pi_\lambda` is evaluated in the coordinates where the block
+sits. flowjax's ``coupling_flow`` ends each layer with a permutation, so between its layers
+the axes alternate; build layers that keep one frame (e.g. ``Chain([layer, Flip(shape)])``
+and ``Chain([Flip(shape), layer])`` alternately) when Langevin blocks sit between them.
+Trained by the path ELBO, an SNF tends to one mode as a flow does; IWELBO (``vi.iwelbo``)
+keeps it on several (see the docs' double-well comparison).
 """
 
 from __future__ import annotations
