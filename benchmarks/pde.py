@@ -12,8 +12,10 @@ Runners, each in its own process (float64):
 
 * **GM / StM**: ``solve(problem, case.kernel(kind))``: Gaussian or Matérn-5/2 spectral
   mixture, Q = 30, the reference's initial frequencies (``freq_scale``) and boundary weight;
-  L-BFGS on the kernels with the grid values profiled out (1-D; ``LBFGS_STEPS`` iterations),
-  or Adam then joint L-BFGS on values and kernels (2-D grids, too large to profile).
+  L-BFGS on the kernels with the grid values profiled out (1-D; ``LBFGS_STEPS`` iterations;
+  2-D Poisson: ``LBFGS_STEPS_CG`` iterations with the grid values from conjugate gradients,
+  ``method="profile_cg"``, at most ``CG_ITERATIONS`` per solve), or Adam then joint L-BFGS on
+  values and kernels (the other 2-D cases, nonlinear or first order).
 * **SE / Matern**: the same solver with the baselines' kernels (no spectral mixture, Q = 30
   as the reference's ``SE_1d``/``Matern52_1d``).
 * **PINN**: ``solve_pinn`` (tanh MLP 4×64, ``PINN_ADAM`` Adam steps then ``PINN_LBFGS``
@@ -56,6 +58,8 @@ RUNNERS = ("GM", "StM", "SE", "Matern", "PINN")
 LBFGS_STEPS = 300
 ADAM_STEPS_2D = 2000
 LBFGS_STEPS_2D = 500
+LBFGS_STEPS_CG = int(os.environ.get("PDE_LBFGS_STEPS_CG", 3))
+CG_ITERATIONS = int(os.environ.get("PDE_CG_ITERATIONS", 500))
 PINN_ADAM = 5000
 PINN_LBFGS = 500
 
@@ -81,9 +85,13 @@ def child(name: str, runner: str, quick: bool) -> dict[str, Any]:
         solution = solve(problem, case.kernel(runner), boundary_weight=case.boundary_weight,
                          progress=False, **settings)  # fmt: skip
     else:
-        settings = {"num_adam_steps": 200 if quick else ADAM_STEPS_2D,
-                    "num_lbfgs_steps": 50 if quick else LBFGS_STEPS_2D,
-                    "method": "joint"}  # fmt: skip
+        if case.equation == "poisson":
+            settings = {"num_lbfgs_steps": 2 if quick else LBFGS_STEPS_CG,
+                        "max_cg_iterations": CG_ITERATIONS, "method": "profile_cg"}  # fmt: skip
+        else:
+            settings = {"num_adam_steps": 200 if quick else ADAM_STEPS_2D,
+                        "num_lbfgs_steps": 50 if quick else LBFGS_STEPS_2D,
+                        "method": "joint"}  # fmt: skip
         solution = solve(problem, case.kernel(runner), boundary_weight=case.boundary_weight,
                          progress=False, **settings)  # fmt: skip
     prediction = solution.predict_grid(data.test_axes)

@@ -20,6 +20,7 @@ from bayescore.models.pde import (
     grid_operators,
     kronecker_cholesky,
     matern,
+    profiled_cg,
     solve,
     spectral_mixture,
     squared_exponential,
@@ -33,7 +34,8 @@ from bayescore.models.pde.cases import (
     relative_l2,
     source,
 )
-from bayescore.models.pde.solver import initial_parameters
+from bayescore.models.pde.profiled_cg import profiled_values, spectral_basis
+from bayescore.models.pde.solver import _Profiled, initial_parameters
 
 DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "gphm"
 
@@ -283,6 +285,88 @@ def test_cases_match_the_shared_data(name):
     assert relative_l2(exact, arrays["u_test"]) < 1e-12
 
 
+# ---------------------------------------------------------------------- matrix-free profile
+
+
+def poisson_2d_mixed():
+    # Dirichlet on three faces, Neumann on y+ and a zeroth-order term: every row type the
+    # preconditioner's boundary blocks and residual coefficients have to cover.
+    return Problem(
+        lambda u, d, x: d["xx"] + d["yy"] - 0.5 * u + jnp.sin(3 * x[0]) * x[1],
+        [(0.0, 1.0), (0.0, 1.5)], (9, 11),
+        boundary=[Dirichlet(lambda x: x[0] * x[1], faces=("x-", "x+", "y-")),
+                  Neumann(1.0, faces=("y+",))],
+    )  # fmt: skip
+
+
+def cg_setting():
+    objective = Objective(poisson_2d_mixed(), boundary_weight=200.0, jitter=1e-6)
+    kernels = (spectral_mixture(3, 2.0, lengthscale=0.4), spectral_mixture(3, 1.5))
+    precisions = (jnp.asarray(12.0), jnp.asarray(6.0))
+    return objective, kernels, precisions
+
+
+@pytest.mark.parametrize("precondition", [True, False])
+def test_cg_profiled_values_equal_the_dense_solve(precondition):
+    objective, kernels, precisions = cg_setting()
+    dense = objective.gauss_newton(kernels, precisions, jnp.zeros((9, 11)), 1)
+    values, info = profiled_values(
+        objective, kernels, precisions, tolerance=1e-12, max_iterations=2000,
+        precondition=precondition,
+    )  # fmt: skip
+    assert bool(info.converged) and float(info.relative_residual) <= 1e-12
+    # both solve the same SPD system to ~1e-12 relative residual; condition ~1e4 here
+    np.testing.assert_allclose(values, dense, rtol=0, atol=1e-8 * float(jnp.max(jnp.abs(dense))))
+
+
+def test_cg_preconditioner_boundary_blocks_are_the_boundary_rows():
+    # Y^T Y from the tensor-product blocks equals J_b^T J_b of the boundary rows (dense).
+    objective, kernels, precisions = cg_setting()
+    problem = objective.problem
+    basis = spectral_basis(objective.operators(kernels).matrices, objective.jitter)
+
+    def boundary(z):
+        cache = {}
+
+        def derivative(orders):
+            return cache.setdefault(orders, basis.field(z, orders))
+
+        return problem.boundary_field(derivative((0, 0)), derivative)
+
+    jacobian = jax.jacfwd(boundary)(jnp.zeros(problem.shape)).reshape(problem.num_boundary, -1)
+    pre = profiled_cg._preconditioner(problem, basis, jnp.asarray(1.0), jnp.asarray(1.0))
+    eye = jnp.eye(problem.size).reshape(-1, *problem.shape)
+    gram = jnp.stack([pre._apply_transpose(pre._apply_rows(e)).ravel() for e in eye])
+    np.testing.assert_allclose(gram, jacobian.T @ jacobian, atol=1e-9 * float(jnp.max(gram)))
+
+
+def test_cg_profile_has_the_dense_profile_value_and_gradient():
+    objective, kernels, precisions = cg_setting()
+    start = jnp.zeros((9, 11))
+    dense = _Profiled(objective, precisions, start, 1)
+    matrix_free = _Profiled(objective, precisions, start, 1, 1e-12, 2000)
+    value_dense, grad_dense = jax.value_and_grad(dense)(kernels)
+    value_cg, grad_cg = jax.value_and_grad(matrix_free)(kernels)
+    assert float(value_cg) == pytest.approx(float(value_dense), rel=1e-9)
+    for a, b in zip(jax.tree.leaves(grad_cg), jax.tree.leaves(grad_dense), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9 * float(jnp.max(jnp.abs(b))))
+
+
+def test_solve_profile_cg_matches_profile_on_a_small_grid():
+    problem = poisson_2d_mixed()
+    kernels = (spectral_mixture(3, 2.0, lengthscale=0.4), spectral_mixture(3, 1.5))
+    settings = {"num_lbfgs_steps": 3, "progress": False}
+    dense = solve(problem, kernels, method="profile", **settings)
+    # solve()'s precisions (relative_noise=1e-6) make the normal equations stiff (condition
+    # ~1e15): plain CG needs ~2300 iterations here to reach 1e-12, hence the cap of 5000.
+    matrix_free = solve(
+        problem, kernels, method="profile_cg", cg_tolerance=1e-12, max_cg_iterations=5000,
+        **settings,
+    )  # fmt: skip
+    scale = float(jnp.max(jnp.abs(dense.values)))
+    np.testing.assert_allclose(matrix_free.values, dense.values, atol=1e-6 * scale)
+
+
 # ---------------------------------------------------------------------- errors
 
 
@@ -327,6 +411,18 @@ def test_bad_boundary_and_kernels_raise():
         solve(problem, [squared_exponential()] * 2, progress=False)
     with pytest.raises(ArgumentError, match="nu"):
         matern(nu=2.0)
+
+
+def test_bad_cg_arguments_raise():
+    problem = poisson_2d_mixed()
+    with pytest.raises(ArgumentError, match="cg_tolerance"):
+        solve(problem, squared_exponential(), method="profile_cg", cg_tolerance=-1.0,
+              progress=False)  # fmt: skip
+    with pytest.raises(ArgumentError, match="max_cg_iterations"):
+        solve(problem, squared_exponential(), max_cg_iterations=0, progress=False)
+    nonlinear = Problem(lambda u, d, x: d["xx"] + d["yy"] + u**3, [(0, 1), (0, 1)], (5, 5))
+    with pytest.raises(ArgumentError, match="affine"):
+        solve(nonlinear, squared_exponential(), method="profile_cg", progress=False)
 
 
 def test_bad_prediction_points_raise(sin_solution):

@@ -28,10 +28,11 @@ to zero, pruning excess frequencies (:meth:`GPSolution.components` reports the s
 The reference runs Adam (step 0.01) on everything for :math:`10^5`-:math:`10^6` steps.
 :func:`solve` can do the same (phase 1), then runs L-BFGS with the precisions held fixed
 (phase 2), on the kernels with the grid values profiled out by an exact Gauss-Newton solve
-per kernel (variable projection), or on values and kernels jointly for grids too large for
-dense solves. Lengthscales are kept above the grid step and frequencies below the Nyquist
-frequency (:meth:`Objective.natural`). The final iterate is returned (no selection on test
-data).
+per kernel (variable projection; for an affine PDE on a large grid the solve is matrix-free
+conjugate gradients, :mod:`~bayescore.models.pde.profiled_cg`), or on values and kernels
+jointly for nonlinear PDEs on grids too large for dense solves. Lengthscales are kept above
+the grid step and frequencies below the Nyquist frequency (:meth:`Objective.natural`). The
+final iterate is returned (no selection on test data).
 
 Beyond the reference: predictions of :math:`u` and any derivative anywhere, and a posterior
 standard deviation: the GP conditional variance given :math:`\mathcal U` plus a Laplace
@@ -82,6 +83,7 @@ from bayescore.core.optimise import adam, minimise_lbfgs, optimise
 from bayescore.models.pde.kernels import StationaryKernel, spectral_mixture
 from bayescore.models.pde.kronecker import KroneckerCholesky, kronecker_apply, kronecker_cholesky
 from bayescore.models.pde.problem import Problem, derivative_orders
+from bayescore.models.pde.profiled_cg import CG_TOLERANCE, MAX_CG_ITERATIONS, profiled_values
 
 logger = logging.getLogger(__name__)
 
@@ -363,16 +365,32 @@ class _Deterministic(eqx.Module):
 class _Profiled(eqx.Module):
     r"""The objective profiled over the grid values, of the kernels:
     :math:`F(\theta) = \mathcal L(\hat{\mathcal U}(\theta), \theta)` with
-    :math:`\hat{\mathcal U}` from :meth:`Objective.gauss_newton`; its gradient is
-    :math:`\partial_\theta\mathcal L` at :math:`\hat{\mathcal U}` (envelope theorem), so the
-    solve is not differentiated."""
+    :math:`\hat{\mathcal U}` from :meth:`Objective.gauss_newton` (dense) or, with
+    ``cg_tolerance`` set, from :func:`~bayescore.models.pde.profiled_cg.profiled_values`
+    (matrix-free, affine PDEs).
+
+    The gradient is :math:`\partial_\theta\mathcal L` at :math:`\hat{\mathcal U}` held fixed
+    (``jax.lax.stop_gradient``): at the exact inner minimiser
+    :math:`\partial_{\mathcal U}\mathcal L = 0`, so the term through
+    :math:`d\hat{\mathcal U}/d\theta` vanishes (envelope theorem; Golub & Pereyra 1973).
+    Chosen over an implicit-function ``custom_vjp`` because that would cost one more linear
+    solve per gradient for a term that is zero at the minimiser; the price is a gradient error
+    proportional to the solve's residual, which is why the CG tolerance is tight.
+    """
 
     objective: Objective
     log_precisions: tuple[Array, Array]
     start: Array
     num_newton_steps: int = eqx.field(static=True)
+    cg_tolerance: float | None = eqx.field(static=True, default=None)
+    max_cg_iterations: int = eqx.field(static=True, default=MAX_CG_ITERATIONS)
 
     def values(self, kernels: tuple[StationaryKernel, ...]) -> Array:
+        if self.cg_tolerance is not None:
+            return profiled_values(
+                self.objective, kernels, self.log_precisions, self.start,
+                tolerance=self.cg_tolerance, max_iterations=self.max_cg_iterations,
+            )[0]  # fmt: skip
         return self.objective.gauss_newton(
             kernels, self.log_precisions, self.start, self.num_newton_steps
         )
@@ -673,6 +691,8 @@ def solve(
     whiten: bool = False,
     init_values: ArrayLike | None = None,
     max_dense_size: int = LAPLACE_MAX_SIZE,
+    cg_tolerance: float = CG_TOLERANCE,
+    max_cg_iterations: int = MAX_CG_ITERATIONS,
     progress: bool = True,
 ) -> GPSolution:
     r"""Solve ``problem`` by GP-HM: the MAP of grid values, kernels and noise precisions.
@@ -685,8 +705,13 @@ def solve(
        ``method="profile"`` optimises the kernels only, the grid values being the exact
        minimiser for each kernel (Gauss-Newton in whitened coordinates, :math:`O(M^3)`, one
        step for a linear PDE; variable projection, Golub & Pereyra 1973);
+       ``method="profile_cg"`` profiles too, for a PDE whose residual is affine in :math:`u`
+       and its derivatives, solving for the grid values by conjugate gradients in per-axis
+       spectral coordinates (matrix-free, :mod:`~bayescore.models.pde.profiled_cg`);
        ``method="joint"`` optimises grid values and kernels together (matrix-free, any
-       grid). ``"auto"`` profiles when the grid has at most ``max_dense_size`` points.
+       grid, any PDE). ``"auto"`` profiles densely when the grid has at most
+       ``max_dense_size`` points, else uses ``"profile_cg"`` for an affine PDE and
+       ``"joint"`` otherwise.
 
     The precisions are held fixed in phase 2 because the joint MAP is unbounded in them:
     with :math:`\mathbf b, \mathbf h \to 0`, :math:`\tfrac N2\log\tau \to \infty`. The
@@ -701,14 +726,15 @@ def solve(
         num_adam_steps: Adam steps first (phase 1).
         learning_rate: Adam's step size (the reference's 0.01).
         num_lbfgs_steps: L-BFGS iterations (``optax.lbfgs``, zoom line search) of phase 2.
-        method: ``"profile"``, ``"joint"`` or ``"auto"`` (see above).
+        method: ``"profile"``, ``"profile_cg"``, ``"joint"`` or ``"auto"`` (see above).
         log_precision: :math:`(\log\tau_1, \log\tau_2)` for phase 2; default from
             ``relative_noise``.
         relative_noise: phase 2's noise standard deviations relative to the data's scale:
             :math:`\tau_2^{-1/2}` is ``relative_noise`` times the root mean square of the
             residual at :math:`u = 0` (the source), :math:`\tau_1^{-1/2}` times the solution's
             scale: the largest root mean square of the boundary data, of the grid values after
-            Adam and (``"profile"``) of a first grid solve at the initial kernel.
+            Adam and (``"profile"``, ``"profile_cg"``) of a first grid solve at the initial
+            kernel.
         num_rounds: phase 2 in this many L-BFGS runs, each restarting Gauss-Newton from the
             last grid values (matters for nonlinear PDEs only).
         num_newton_steps: Gauss-Newton steps per grid solve; default 1 for a PDE whose
@@ -719,7 +745,10 @@ def solve(
         whiten: let phase 1 optimise :math:`(\otimes_j L_j)^{-1}\mathcal U` instead of
             :math:`\mathcal U` (same objective, better conditioned).
         init_values: starting grid values (default zeros, as the reference).
-        max_dense_size: the largest grid that ``"auto"`` profiles.
+        max_dense_size: the largest grid that ``"auto"`` profiles densely.
+        cg_tolerance: ``"profile_cg"``'s stopping rule, the relative residual norm of the
+            normal equations.
+        max_cg_iterations: ``"profile_cg"``'s iteration cap per grid solve.
         progress: show a progress bar per phase.
 
     Returns:
@@ -739,14 +768,28 @@ def solve(
     boundary_weight = check_positive_float("boundary_weight", boundary_weight, allow_zero=True)
     jitter = check_positive_float("jitter", jitter, allow_zero=True)
     max_dense_size = check_positive_int("max_dense_size", max_dense_size)
+    cg_tolerance = check_positive_float(
+        "cg_tolerance", cg_tolerance, hint="Pass a relative residual norm such as 1e-10."
+    )
+    max_cg_iterations = check_positive_int("max_cg_iterations", max_cg_iterations)
     if log_precision is not None:
         _check_log_precision(log_precision)
+    affine = _is_affine(problem)
     if method == "auto":
-        method = "profile" if problem.size <= max_dense_size else "joint"
-    if method not in ("profile", "joint"):
+        if problem.size <= max_dense_size:
+            method = "profile"
+        else:
+            method = "profile_cg" if affine else "joint"
+    if method not in ("profile", "profile_cg", "joint"):
         raise ArgumentError(
-            f"method must be 'profile', 'joint' or 'auto', got {method!r}. 'profile' solves for "
-            "the grid values exactly at each kernel (dense, small grids); 'joint' does not."
+            f"method must be 'profile', 'profile_cg', 'joint' or 'auto', got {method!r}. "
+            "'profile' solves for the grid values exactly at each kernel (dense, small grids), "
+            "'profile_cg' by conjugate gradients (affine PDEs); 'joint' does not."
+        )
+    if method == "profile_cg" and not affine:
+        raise ArgumentError(
+            "method='profile_cg' needs a residual affine in u and its derivatives, but this "
+            "problem's is not. Pass method='joint' (or 'profile' on a small grid)."
         )
     if method == "profile" and problem.size > max_dense_size:
         raise ArgumentError(
@@ -755,7 +798,7 @@ def solve(
             "or raise max_dense_size if memory allows."
         )
     if num_newton_steps is None:
-        num_newton_steps = 1 if _is_affine(problem) else 4
+        num_newton_steps = 1 if affine else 4
     num_newton_steps = check_positive_int("num_newton_steps", num_newton_steps)
     problem.check_finite()
     start_time = time.perf_counter()
@@ -778,8 +821,9 @@ def solve(
         params = start._replace(values=adam_objective.grid_values(start))
         losses.append(np.asarray(adam_losses))
     if num_lbfgs_steps:
+        cg = (cg_tolerance, max_cg_iterations) if method == "profile_cg" else None
         log_precisions = _phase_two_precisions(
-            objective, params, log_precision, relative_noise, method
+            objective, params, log_precision, relative_noise, method, cg
         )
         params = params._replace(
             log_precision_boundary=log_precisions[0], log_precision_residual=log_precisions[1]
@@ -790,8 +834,16 @@ def solve(
             description = f"GP-HM L-BFGS ({method})" + (
                 f" {number + 1}/{num_rounds}" if num_rounds > 1 else ""
             )
-            if method == "profile":
-                profiled = _Profiled(objective, log_precisions, params.values, num_newton_steps)
+            if method in ("profile", "profile_cg"):
+                profiled = _Profiled(
+                    objective, log_precisions, params.values, num_newton_steps, *(cg or ())
+                )
+                if cg is not None:
+                    # Every CG solve starts from the grid values at the round's initial kernel:
+                    # the kernels move little per evaluation, so each solve resumes close to
+                    # its answer instead of from zero.
+                    start = _profiled_values(profiled, params.kernels)
+                    profiled = _Profiled(objective, log_precisions, start, 1, *cg)
                 kernels_fit, values = minimise_lbfgs(
                     profiled, params.kernels, steps, progress=progress, description=description
                 )
@@ -832,6 +884,7 @@ def _phase_two_precisions(
     log_precision: tuple[float, float] | None,
     relative_noise: float,
     method: str,
+    cg: tuple[float, int] | None = None,
 ) -> tuple[Array, Array]:
     dtype = params.values.dtype
     if log_precision is not None:
@@ -844,9 +897,9 @@ def _phase_two_precisions(
     # Adam) and, when profiling, a first grid solve's at the initial kernel.
     log_tau_r = -2.0 * math.log(relative_noise * scale_r)
     scales = [_rms(problem.boundary_field(zeros, lambda orders: zeros)), _rms(params.values)]
-    if method == "profile":
+    if method in ("profile", "profile_cg"):
         start = (jnp.asarray(log_tau_r, dtype),) * 2
-        profiled = _Profiled(objective, start, params.values, 1)
+        profiled = _Profiled(objective, start, params.values, 1, *(cg or ()))
         scales.append(_rms(_profiled_values(profiled, params.kernels)))
     scale_u = max(scales)
     log_tau_b = -2.0 * math.log(relative_noise * (scale_u or scale_r))
