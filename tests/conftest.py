@@ -37,7 +37,8 @@ import pytest  # noqa: E402
 # user would run them (minutes each), and the four-device SG-MCMC script (every method
 # data-parallel in one process, over a minute; the two-process test in
 # tests/core/test_multihost.py keeps data-parallel sampling in the library tier). `make test`
-# and CI (.ci/run) run everything; `-m "not scripts"` runs the library tier alone.
+# runs everything; CI (.ci/run) runs the library tier only (`-m "not scripts"`) to stay
+# within its time limit on 2 cores.
 SCRIPTS = (
     "tests/test_cli.py::test_demo",
     "tests/test_docs.py",
