@@ -23,7 +23,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from bayescore.core.checkpoint import open_checkpoint
-from bayescore.core.errors import ArgumentError
+from bayescore.core.errors import ArgumentError, check_positive_int
 from bayescore.core.progress import ProgressBar, tick
 
 
@@ -211,6 +211,8 @@ def minimise_lbfgs(
     num_steps: int,
     *,
     memory_size: int = 10,
+    criterion: Callable[[Any], Array] | None = None,
+    check_every: int = 1,
     progress: bool = True,
     description: str = "",
 ) -> tuple[Any, Array]:
@@ -222,6 +224,10 @@ def minimise_lbfgs(
     function) so that equal calls reuse the compiled loop. Returns the final parameters and
     the loss before each iteration.
 
+    With ``criterion(params) -> scalar`` (a check that is not the loss, such as an error on
+    held-out points), the starting point and every ``check_every``-th iterate (and the last)
+    are scored, and the one with the smallest finite score is returned instead of the last.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from bayescore.core.optimise import minimise_lbfgs
@@ -229,20 +235,34 @@ def minimise_lbfgs(
         >>> x, losses = minimise_lbfgs(rosenbrock, jnp.zeros(2), 100, progress=False)
         >>> [round(float(v), 3) for v in x], losses.shape
         ([1.0, 1.0], (100,))
+        >>> near_half = lambda p: jnp.sum((p - 0.5) ** 2)  # keep the iterate closest to 0.5
+        >>> x, _ = minimise_lbfgs(rosenbrock, jnp.zeros(2), 100, criterion=near_half,
+        ...                       progress=False)
+        >>> bool(near_half(x) < 0.25)
+        True
     """
+    check_every = check_positive_int("check_every", check_every)
     with ProgressBar(num_steps, enabled=progress, description=description) as bar:
-        return _lbfgs_scan(loss_fn, params, num_steps, memory_size, bar.every)
+        return _lbfgs_scan(
+            loss_fn, params, num_steps, memory_size, bar.every, criterion, check_every
+        )
 
 
 @eqx.filter_jit
 def _lbfgs_scan(
-    loss_fn: Callable, params: Any, num_steps: int, memory_size: int, every: int
+    loss_fn: Callable,
+    params: Any,
+    num_steps: int,
+    memory_size: int,
+    every: int,
+    criterion: Callable | None = None,
+    check_every: int = 1,
 ) -> tuple[Any, Array]:
     solver = optax.lbfgs(memory_size=memory_size)
     value_and_grad = optax.value_and_grad_from_state(loss_fn)
 
-    def step(carry: tuple[Any, Any], t: Array) -> tuple[tuple[Any, Any], Array]:
-        params, state = carry
+    def step(carry: tuple[Any, ...], t: Array) -> tuple[tuple[Any, ...], Array]:
+        params, state, best, best_score = carry
         value, grad = value_and_grad(params, state=state)
         updates, new_state = solver.update(
             grad, state, params, value=value, grad=grad, value_fn=loss_fn
@@ -251,11 +271,24 @@ def _lbfgs_scan(
         if every:
             tick(t, every, num_steps, 0, 1, True)
         check = (optax.tree.get(new_state, "value"), new_params)
-        return keep_if_finite(check, (new_params, new_state), (params, state)), value
+        params, state = keep_if_finite(check, (new_params, new_state), (params, state))
+        if criterion is not None:
+            due = ((t + 1) % check_every == 0) | (t == num_steps - 1)
+            score = jax.lax.cond(
+                due, lambda p: jnp.asarray(criterion(p), best_score.dtype),
+                lambda p: jnp.asarray(jnp.inf, best_score.dtype), params,
+            )  # fmt: skip
+            better = score < best_score  # False for a NaN score
+            best = jax.tree.map(lambda n, o: jnp.where(better, n, o), params, best)
+            best_score = jnp.where(better, score, best_score)
+        return (params, state, best, best_score), value
 
     state = solver.init(params)
-    (params, _), values = jax.lax.scan(step, (params, state), jnp.arange(num_steps))
-    return params, values
+    score = jnp.asarray(jnp.inf) if criterion is None else jnp.asarray(criterion(params))
+    score = jnp.where(jnp.isfinite(score), score, jnp.inf)
+    carry = (params, state, params, score)
+    (params, _, best, _), values = jax.lax.scan(step, carry, jnp.arange(num_steps))
+    return (params if criterion is None else best), values
 
 
 __all__ = ["adam", "guarded_update", "keep_if_finite", "minimise_lbfgs", "optimise"]

@@ -209,6 +209,64 @@ def test_poisson_sin_solved_to_1e6(sin_solution):
     assert sin_solution.info.loss.shape == (150,)
 
 
+def poisson_sin_on(size):
+    problem = poisson_sin()
+    return Problem(problem.residual, problem.domain, size, boundary=problem.boundary)
+
+
+def test_residual_on_another_grid_is_the_pde_residual_of_the_prediction(sin_solution):
+    validation = poisson_sin_on(31)
+    x = validation.axes()[0]
+    expected = sin_solution.predict(x[:, None], "xx") + jnp.sin(x)
+    np.testing.assert_allclose(sin_solution.residual_on(validation), expected, atol=1e-9)
+    score = sin_solution.validation_residual(validation)
+    assert score == pytest.approx(
+        float(jnp.sqrt(jnp.mean(expected**2) / jnp.mean(jnp.sin(x) ** 2)))
+    )
+    assert score < 1e-5
+    # a wrong answer has a large one: the maximum principle ties it to the error
+    wrong = eqx.tree_at(lambda s: s.values, sin_solution, 1.01 * sin_solution.values)
+    assert wrong.validation_residual(validation) > 1e-3
+
+
+def test_noise_continuation_returns_the_level_with_the_smallest_validation_residual():
+    validation = poisson_sin_on(31)
+    solution = solve(poisson_sin(), spectral_mixture(4, 0.5), num_lbfgs_steps=(40, 10),
+                     relative_noise=(1e-3, 1e-6), validation=validation, check_every=5,
+                     progress=False)  # fmt: skip
+    levels = [level for level, _ in solution.info.stages]
+    scores = [score for _, score in solution.info.stages]
+    assert levels == [1e-3, 1e-6] and solution.info.num_lbfgs_steps == 50
+    assert solution.info.selected == int(np.argmin(scores))
+    assert solution.validation_residual(validation) == pytest.approx(min(scores), rel=1e-6)
+    # the looser level is visibly worse: noise 1e-3 of the source's scale leaves its residual
+    assert scores[1] < 0.1 * scores[0]
+    x = jnp.linspace(0, 2 * np.pi, 300)
+    assert relative_l2(solution.predict(x[:, None]), jnp.sin(x)) <= 1e-6
+    # without a validation problem: the last level, no scores
+    last = solve(poisson_sin(), spectral_mixture(4, 0.5), num_lbfgs_steps=5,
+                 relative_noise=(1e-3, 1e-6), progress=False)  # fmt: skip
+    assert last.info.selected == 1 and all(np.isnan(s) for _, s in last.info.stages)
+
+
+def test_bad_noise_levels_and_validation_raise():
+    problem = poisson_sin()
+    with pytest.raises(ArgumentError, match="decrease"):
+        solve(problem, relative_noise=(1e-6, 1e-4), progress=False)
+    with pytest.raises(ArgumentError, match="one per level"):
+        solve(problem, relative_noise=(1e-6, 1e-8), num_lbfgs_steps=(5, 5, 5), progress=False)
+    with pytest.raises(ArgumentError, match="empty"):
+        solve(problem, relative_noise=(), progress=False)
+    with pytest.raises(ArgumentError, match="validation must be a Problem"):
+        solve(problem, validation="grid", progress=False)
+    other = Problem(lambda u, d, x: d["xx"] + d["yy"], [(0, 1), (0, 1)], (5, 5))
+    with pytest.raises(ArgumentError, match="different PDE"):
+        solve(problem, validation=other, progress=False)
+    shifted = Problem(problem.residual, (0.0, 1.0), 9, boundary=problem.boundary)
+    with pytest.raises(ArgumentError, match="box"):
+        solve(problem, validation=shifted, progress=False)
+
+
 def test_grid_prediction_and_scattered_prediction_agree(sin_solution):
     axis = jnp.linspace(0.1, 6.0, 7)
     np.testing.assert_allclose(

@@ -262,6 +262,33 @@ class Problem(eqx.Module):
         out = jnp.asarray(self.residual(values, fields, self.points()))
         return jnp.broadcast_to(out, self.shape)
 
+    def fields(
+        self, field: Callable[[tuple[int, ...]], Array]
+    ) -> tuple[Float[Array, "*grid"], Float[Array, " boundary"]]:
+        """The residual field and the boundary mismatches of the function whose derivative
+        fields on the grid ``field(orders)`` gives (``(0, ..., 0)``: its values), each order
+        computed once.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from bayescore.models.pde import Dirichlet, Problem
+            >>> problem = Problem(lambda u, d, x: d["xx"] - u, (0, 1), 4,
+            ...                   boundary=[Dirichlet(1.0)])
+            >>> field = lambda orders: (1.0 + sum(orders)) * jnp.ones(4)  # u = 1, u'' = 3
+            >>> residual, mismatch = problem.fields(field)
+            >>> residual.tolist(), mismatch.tolist()
+            ([2.0, 2.0, 2.0, 2.0], [0.0, 0.0])
+        """
+        cache: dict[tuple[int, ...], Array] = {}
+
+        def derivative(orders: tuple[int, ...]) -> Array:
+            if orders not in cache:
+                cache[orders] = field(orders)
+            return cache[orders]
+
+        values = derivative((0,) * self.dim)
+        return self.residual_field(values, derivative), self.boundary_field(values, derivative)
+
     def boundary_field(
         self, values: Float[Array, "*grid"], derivative: Callable[[tuple[int, ...]], Array]
     ) -> Float[Array, " boundary"]:

@@ -381,16 +381,7 @@ def profiled_values(
     scale_r = jnp.exp(0.5 * log_precisions[1])
 
     def scaled(z: Array) -> Array:
-        cache: dict[tuple[int, ...], Array] = {}
-
-        def derivative(orders: tuple[int, ...]) -> Array:
-            if orders not in cache:
-                cache[orders] = basis.field(z, orders)
-            return cache[orders]
-
-        values = derivative((0,) * problem.dim)
-        residual = problem.residual_field(values, derivative)
-        mismatch = problem.boundary_field(values, derivative)
+        residual, mismatch = problem.fields(lambda orders: basis.field(z, orders))
         return jnp.concatenate([scale_b * mismatch, scale_r * residual.ravel()])
 
     zeros = jnp.zeros(problem.shape, basis.color[0].dtype)

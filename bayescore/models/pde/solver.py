@@ -169,15 +169,7 @@ def grid_operators(
 def _fields(problem: Problem, ops: GridOperators, weights: Array) -> tuple[Array, Array]:
     """The residual field and the boundary mismatches of the conditional mean with weights
     ``C^-1 U``: the PDE is imposed on the function that :meth:`GPSolution.predict` returns."""
-    cache: dict[tuple[int, ...], Array] = {}
-
-    def derivative(orders: tuple[int, ...]) -> Array:
-        if orders not in cache:
-            cache[orders] = ops.field(weights, orders)
-        return cache[orders]
-
-    values = derivative((0,) * problem.dim)
-    return problem.residual_field(values, derivative), problem.boundary_field(values, derivative)
+    return problem.fields(lambda orders: ops.field(weights, orders))
 
 
 class Objective(eqx.Module):
@@ -440,12 +432,17 @@ class SolveInfo(NamedTuple):
         num_adam_steps: Adam steps run.
         num_lbfgs_steps: L-BFGS iterations run.
         wall_time: seconds, compilation included.
+        stages: per noise level of phase 2, ``(relative_noise, validation_residual)``, the
+            second ``nan`` without a validation problem (see :func:`solve`).
+        selected: the index in ``stages`` of the returned solution.
     """
 
     loss: np.ndarray
     num_adam_steps: int
     num_lbfgs_steps: int
     wall_time: float
+    stages: tuple[tuple[float, float], ...] = ()
+    selected: int = -1
 
 
 class Component(NamedTuple):
@@ -536,6 +533,33 @@ class GPSolution(eqx.Module):
         r"""The boundary mismatches (:math:`u - g`, :math:`\partial_n u - h`) on the faces."""
         return _mismatches(self)[1]
 
+    def residual_on(self, problem: Problem) -> Float[Array, "*other_grid"]:
+        r"""The PDE residual of the conditional mean on the grid of another ``problem``.
+
+        ``problem`` states the same PDE on a different grid of the same box (for instance
+        one point fewer per dimension, so that its points fall between the collocation
+        points): the residual there is an error check that needs no solution data. For
+        :math:`\Delta u = f` with Dirichlet data it bounds the error itself,
+        :math:`\|u - u^\star\|_\infty \le C\,\|\Delta u - f\|_\infty` (maximum principle).
+
+        Example:
+            >>> # solution.residual_on(case_problem(name, grid_size=n - 1))
+        """
+        _check_validation(self.problem, problem)
+        return _residual_on(self, problem)
+
+    def validation_residual(self, problem: Problem) -> float:
+        r"""The root mean square of :meth:`residual_on` relative to that of the source (the
+        residual at :math:`u = 0`): :func:`solve`'s criterion for choosing a noise level.
+
+        Example:
+            >>> # solution.validation_residual(case_problem(name, grid_size=n - 1))
+        """
+        residual = self.residual_on(problem)
+        zeros = jnp.zeros(problem.shape, residual.dtype)
+        scale = _rms(problem.residual_field(zeros, lambda orders: zeros)) or 1.0
+        return _rms(residual) / scale
+
     def laplace_factor(self, max_size: int = LAPLACE_MAX_SIZE) -> Float[Array, "M M"]:
         r"""The Cholesky factor :math:`R` of the whitened Gauss-Newton precision
         :math:`P = I + G^\top G`, :math:`G = \partial[\sqrt{\lambda_b\tau_1}\,\mathbf b;\,
@@ -625,6 +649,33 @@ def _predict_grid(solution: GPSolution, axes: tuple[Array, ...], orders: tuple[i
 
 
 @eqx.filter_jit
+def _residual_on(solution: GPSolution, problem: Problem) -> Array:
+    weights = solution.operators().gram.solve(solution.values)
+    return problem.fields(
+        lambda orders: kronecker_apply(solution._cross(problem.axes(), orders), weights)
+    )[0]
+
+
+def _check_validation(problem: Problem, validation: object) -> None:
+    if not isinstance(validation, Problem):
+        raise ArgumentError(
+            f"validation must be a Problem, got {type(validation).__name__}. Pass the same PDE "
+            "on another grid of the same box, e.g. case_problem(name, grid_size=n - 1)."
+        )
+    if validation.dim != problem.dim or validation.derivatives != problem.derivatives:
+        raise ArgumentError(
+            f"validation states a different PDE: dimension {validation.dim} with derivatives "
+            f"{validation.derivatives}, against {problem.dim} with {problem.derivatives}. "
+            "Pass the same residual on another grid of the same box."
+        )
+    if not np.allclose(validation.domain, problem.domain):
+        raise ArgumentError(
+            f"validation's box {validation.domain} differs from the problem's "
+            f"{problem.domain}; pass a grid of the same box."
+        )
+
+
+@eqx.filter_jit
 def _mismatches(solution: GPSolution) -> tuple[Array, Array]:
     ops = solution.operators()
     return _fields(solution.problem, ops, ops.gram.solve(solution.values))
@@ -680,10 +731,12 @@ def solve(
     *,
     num_adam_steps: int = 0,
     learning_rate: float = 1e-2,
-    num_lbfgs_steps: int = 500,
+    num_lbfgs_steps: int | Sequence[int] = 500,
     method: str = "auto",
     log_precision: tuple[float, float] | None = None,
-    relative_noise: float = 1e-6,
+    relative_noise: float | Sequence[float] = 1e-6,
+    validation: Problem | None = None,
+    check_every: int = 1,
     num_rounds: int = 1,
     num_newton_steps: int | None = None,
     boundary_weight: float = 200.0,
@@ -725,7 +778,10 @@ def solve(
             Nyquist frequency. Baselines: :func:`squared_exponential`, :func:`matern`.
         num_adam_steps: Adam steps first (phase 1).
         learning_rate: Adam's step size (the reference's 0.01).
-        num_lbfgs_steps: L-BFGS iterations (``optax.lbfgs``, zoom line search) of phase 2.
+        num_lbfgs_steps: L-BFGS iterations (``optax.lbfgs``, zoom line search) of phase 2,
+            per noise level; or one count per level of ``relative_noise`` (later levels start
+            near their optimum and need few: a warm start at tighter precisions is stiff,
+            and each iteration's line search can take many evaluations).
         method: ``"profile"``, ``"profile_cg"``, ``"joint"`` or ``"auto"`` (see above).
         log_precision: :math:`(\log\tau_1, \log\tau_2)` for phase 2; default from
             ``relative_noise``.
@@ -734,7 +790,17 @@ def solve(
             residual at :math:`u = 0` (the source), :math:`\tau_1^{-1/2}` times the solution's
             scale: the largest root mean square of the boundary data, of the grid values after
             Adam and (``"profile"``, ``"profile_cg"``) of a first grid solve at the initial
-            kernel.
+            kernel. A decreasing sequence runs phase 2 once per level, each starting from
+            the previous level's kernels and grid values (continuation in the precisions, as
+            the reference's Adam anneals them), and returns the level with the smallest
+            :meth:`GPSolution.validation_residual` on ``validation`` (the last level without
+            one); :attr:`SolveInfo.stages` lists the levels and their residuals.
+        validation: the same PDE on another grid of the same box (e.g. one point fewer per
+            dimension). With it, each level returns its iterate with the smallest
+            validation residual (scored every ``check_every`` L-BFGS iterations), and the
+            level with the smallest is returned: a selection that needs no solution data,
+            unlike the reference's best-of-20 test-set checkpoints.
+        check_every: how often (in L-BFGS iterations) the validation residual is scored.
         num_rounds: phase 2 in this many L-BFGS runs, each restarting Gauss-Newton from the
             last grid values (matters for nonlinear PDEs only).
         num_newton_steps: Gauss-Newton steps per grid solve; default 1 for a PDE whose
@@ -761,10 +827,26 @@ def solve(
         raise ArgumentError(f"problem must be a Problem, got {type(problem).__name__}.")
     kernels = _check_kernels(problem, kernel)
     num_adam_steps = check_positive_int("num_adam_steps", num_adam_steps, allow_zero=True)
-    num_lbfgs_steps = check_positive_int("num_lbfgs_steps", num_lbfgs_steps, allow_zero=True)
+    if isinstance(num_lbfgs_steps, int):
+        steps_per_level = (num_lbfgs_steps,)
+    else:
+        steps_per_level = tuple(num_lbfgs_steps)
+    steps_per_level = tuple(
+        check_positive_int("num_lbfgs_steps", n, allow_zero=True) for n in steps_per_level
+    )
     num_rounds = check_positive_int("num_rounds", num_rounds)
     learning_rate = check_positive_float("learning_rate", learning_rate)
-    relative_noise = check_positive_float("relative_noise", relative_noise)
+    levels = _check_levels(relative_noise)
+    if len(steps_per_level) == 1:
+        steps_per_level *= len(levels)
+    if len(steps_per_level) != len(levels):
+        raise ArgumentError(
+            f"num_lbfgs_steps has {len(steps_per_level)} counts for {len(levels)} noise "
+            "levels. Pass one count, or one per level of relative_noise."
+        )
+    check_every = check_positive_int("check_every", check_every)
+    if validation is not None:
+        _check_validation(problem, validation)
     boundary_weight = check_positive_float("boundary_weight", boundary_weight, allow_zero=True)
     jitter = check_positive_float("jitter", jitter, allow_zero=True)
     max_dense_size = check_positive_int("max_dense_size", max_dense_size)
@@ -820,62 +902,158 @@ def solve(
         )  # fmt: skip
         params = start._replace(values=adam_objective.grid_values(start))
         losses.append(np.asarray(adam_losses))
-    if num_lbfgs_steps:
+    stages: list[tuple[float, float]] = []
+    candidates: list[Parameters] = []
+    if any(steps_per_level):
         cg = (cg_tolerance, max_cg_iterations) if method == "profile_cg" else None
-        log_precisions = _phase_two_precisions(
-            objective, params, log_precision, relative_noise, method, cg
-        )
-        params = params._replace(
-            log_precision_boundary=log_precisions[0], log_precision_residual=log_precisions[1]
-        )
-        per_round = [num_lbfgs_steps // num_rounds] * num_rounds
-        per_round[-1] += num_lbfgs_steps - sum(per_round)
-        for number, steps in enumerate(per_round):
-            description = f"GP-HM L-BFGS ({method})" + (
-                f" {number + 1}/{num_rounds}" if num_rounds > 1 else ""
-            )
-            if method in ("profile", "profile_cg"):
-                profiled = _Profiled(
-                    objective, log_precisions, params.values, num_newton_steps, *(cg or ())
-                )
-                if cg is not None:
-                    # Every CG solve starts from the grid values at the round's initial kernel:
-                    # the kernels move little per evaluation, so each solve resumes close to
-                    # its answer instead of from zero.
-                    start = _profiled_values(profiled, params.kernels)
-                    profiled = _Profiled(objective, log_precisions, start, 1, *cg)
-                kernels_fit, values = minimise_lbfgs(
-                    profiled, params.kernels, steps, progress=progress, description=description
-                )
-                params = params._replace(
-                    kernels=kernels_fit, values=_profiled_values(profiled, kernels_fit)
-                )
-            else:
-                fixed = _Deterministic(objective, log_precisions)
-                (grid, kernels_fit), values = minimise_lbfgs(
-                    fixed, (params.values, params.kernels), steps, progress=progress,
-                    description=description,
-                )  # fmt: skip
-                params = params._replace(values=grid, kernels=kernels_fit)
-            losses.append(np.asarray(values))
+        plan = zip(levels, steps_per_level, strict=True)
+        for level, steps in plan if log_precision is None else list(plan)[:1]:
+            params = _phase_two(
+                objective, params, log_precision, level, method, cg, steps,
+                num_rounds, num_newton_steps, losses, progress, validation, check_every,
+            )  # fmt: skip
+            score = math.nan
+            if validation is not None:
+                score = _solution(objective, params, None).validation_residual(validation)
+                logger.info("GP-HM relative noise %g: validation residual %.3g", level, score)
+            stages.append((level, score))
+            candidates.append(params)
+    selected = -1
+    if validation is not None and len(candidates) > 1:
+        scores = [score if math.isfinite(score) else math.inf for _, score in stages]
+        selected = int(np.argmin(scores))
+        params = candidates[selected]
     values = jax.block_until_ready(params.values)
     info = SolveInfo(
         np.concatenate(losses) if losses else np.zeros(0),
         num_adam_steps,
-        num_lbfgs_steps,
+        sum(steps for steps, _ in zip(steps_per_level, stages, strict=False)),
         time.perf_counter() - start_time,
+        tuple(stages),
+        selected % len(stages) if stages else -1,
     )
     logger.info("GP-HM fit (%s): %.1f s", method, info.wall_time)
+    return _solution(objective, params._replace(values=values), info)
+
+
+def _solution(objective: Objective, params: Parameters, info: SolveInfo | None) -> GPSolution:
     return GPSolution(
-        problem,
-        values,
+        objective.problem,
+        params.values,
         objective.natural(params.kernels),
         params.log_precision_boundary,
         params.log_precision_residual,
-        jitter,
-        boundary_weight,
+        objective.jitter,
+        objective.boundary_weight,
         info,
     )
+
+
+def _phase_two(
+    objective: Objective,
+    params: Parameters,
+    log_precision: tuple[float, float] | None,
+    relative_noise: float,
+    method: str,
+    cg: tuple[float, int] | None,
+    num_lbfgs_steps: int,
+    num_rounds: int,
+    num_newton_steps: int,
+    losses: list[np.ndarray],
+    progress: bool,
+    validation: Problem | None = None,
+    check_every: int = 1,
+) -> Parameters:
+    """L-BFGS with the precisions held at one noise level (:func:`solve`'s phase 2); with a
+    ``validation`` problem, the iterate with the smallest validation residual."""
+    log_precisions = _phase_two_precisions(
+        objective, params, log_precision, relative_noise, method, cg
+    )
+    criterion = None
+    if validation is not None:
+        zeros = jnp.zeros(validation.shape, params.values.dtype)
+        scale = _rms(validation.residual_field(zeros, lambda orders: zeros)) or 1.0
+        criterion = _Validation(objective, log_precisions, validation, scale)
+    params = params._replace(
+        log_precision_boundary=log_precisions[0], log_precision_residual=log_precisions[1]
+    )
+    per_round = [num_lbfgs_steps // num_rounds] * num_rounds
+    per_round[-1] += num_lbfgs_steps - sum(per_round)
+    for number, steps in enumerate(per_round):
+        description = f"GP-HM L-BFGS ({method})" + (
+            f" {number + 1}/{num_rounds}" if num_rounds > 1 else ""
+        )
+        if method in ("profile", "profile_cg"):
+            profiled = _Profiled(
+                objective, log_precisions, params.values, num_newton_steps, *(cg or ())
+            )
+            if cg is not None:
+                # Every CG solve starts from the grid values at the round's initial kernel:
+                # the kernels move little per evaluation, so each solve resumes close to
+                # its answer instead of from zero.
+                start = _profiled_values(profiled, params.kernels)
+                profiled = _Profiled(objective, log_precisions, start, 1, *cg)
+            kernels_fit, values = minimise_lbfgs(
+                profiled, params.kernels, steps, progress=progress, description=description,
+                criterion=None if criterion is None else criterion.profiled(profiled),
+                check_every=check_every,
+            )  # fmt: skip
+            params = params._replace(
+                kernels=kernels_fit, values=_profiled_values(profiled, kernels_fit)
+            )
+        else:
+            fixed = _Deterministic(objective, log_precisions)
+            (grid, kernels_fit), values = minimise_lbfgs(
+                fixed, (params.values, params.kernels), steps, progress=progress,
+                description=description, criterion=criterion, check_every=check_every,
+            )  # fmt: skip
+            params = params._replace(values=grid, kernels=kernels_fit)
+        losses.append(np.asarray(values))
+    return params
+
+
+class _Validation(eqx.Module):
+    """The relative validation residual of grid values and kernels (a criterion for
+    :func:`~bayescore.core.optimise.minimise_lbfgs`; traceable)."""
+
+    objective: Objective
+    log_precisions: tuple[Array, Array]
+    validation: Problem
+    scale: float = eqx.field(static=True)
+
+    def __call__(self, free: tuple[Array, tuple[StationaryKernel, ...]]) -> Array:
+        values, kernels = free
+        params = Parameters(values, kernels, *self.log_precisions)
+        residual = _residual_on(_solution(self.objective, params, None), self.validation)
+        return jnp.sqrt(jnp.mean(residual**2)) / self.scale
+
+    def profiled(self, profiled: _Profiled) -> _ProfiledValidation:
+        """The criterion of kernels alone, the grid values profiled out."""
+        return _ProfiledValidation(self, profiled)
+
+
+class _ProfiledValidation(eqx.Module):
+    validation: _Validation
+    profiled: _Profiled
+
+    def __call__(self, kernels: tuple[StationaryKernel, ...]) -> Array:
+        return self.validation((_profiled_values(self.profiled, kernels), kernels))
+
+
+def _check_levels(relative_noise: object) -> tuple[float, ...]:
+    if isinstance(relative_noise, (int, float)):
+        return (check_positive_float("relative_noise", relative_noise),)
+    levels = tuple(check_positive_float("relative_noise", v) for v in relative_noise)
+    if not levels:
+        raise ArgumentError(
+            "relative_noise is an empty sequence. Pass a number such as 1e-6, or decreasing "
+            "levels such as (1e-6, 1e-8)."
+        )
+    if any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
+        raise ArgumentError(
+            f"relative_noise must decrease from level to level (a continuation), got {levels}."
+        )
+    return levels
 
 
 def _phase_two_precisions(

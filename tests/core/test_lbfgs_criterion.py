@@ -1,0 +1,40 @@
+"""``minimise_lbfgs`` with a selection criterion: the returned iterate is the best-scoring one."""
+
+import jax.numpy as jnp
+import pytest
+
+from bayescore.core.errors import ArgumentError
+from bayescore.core.optimise import minimise_lbfgs
+
+
+def quadratic(p):
+    return jnp.sum((p - jnp.arange(1.0, 4.0)) ** 2 * jnp.array([1.0, 10.0, 100.0]))
+
+
+def test_criterion_returns_the_best_scored_iterate():
+    start = jnp.zeros(3)
+    last, losses = minimise_lbfgs(quadratic, start, 30, progress=False)
+    assert float(quadratic(last)) < 1e-10
+    # the negated loss ranks the start best: every iterate lowers the loss
+    first, _ = minimise_lbfgs(quadratic, start, 30, criterion=lambda p: -quadratic(p),
+                              progress=False)  # fmt: skip
+    assert jnp.array_equal(first, start)
+    # the loss itself as the criterion keeps the lowest iterate, here the last
+    best, _ = minimise_lbfgs(quadratic, start, 30, criterion=quadratic, progress=False)
+    assert float(quadratic(best)) == pytest.approx(float(quadratic(last)), abs=1e-12)
+
+
+def test_criterion_checked_every_k_scores_only_those_iterates():
+    start = jnp.zeros(3)
+    # distance to a point on the path scored only at iterations 5, 10, ...: the returned
+    # iterate is one of the scored ones, never the start (scored too, but farther)
+    target, _ = minimise_lbfgs(quadratic, start, 5, progress=False)
+    chosen, _ = minimise_lbfgs(quadratic, start, 20, criterion=lambda p: jnp.sum((p - target) ** 2),
+                               check_every=5, progress=False)  # fmt: skip
+    assert jnp.allclose(chosen, target)
+
+
+def test_bad_check_every_raises():
+    with pytest.raises(ArgumentError, match="check_every"):
+        minimise_lbfgs(quadratic, jnp.zeros(3), 3, criterion=quadratic, check_every=0,
+                       progress=False)  # fmt: skip
