@@ -63,6 +63,11 @@ BAD_NON_NEGATIVE_COUNTS = st.one_of(NEGATIVE_INTS, NON_INTEGERS)  # for sizes th
 BAD_POSITIVE = st.one_of(st.floats(max_value=0.0), NON_FINITE, WRONG_TYPES, st.booleans())
 BAD_NON_NEGATIVE = st.one_of(st.floats(max_value=-1e-300), NON_FINITE, WRONG_TYPES, st.booleans())
 BAD_FINITE = st.one_of(NON_FINITE, WRONG_TYPES)  # any real number would do
+# for arguments that also take one value per level as a list ([1] is valid there)
+BAD_COUNTS_PER_LEVEL = st.one_of(BAD_NON_NEGATIVE_COUNTS.filter(lambda v: v != [1]),
+                                 st.just([1, -1]), st.just([1.5]))  # fmt: skip
+BAD_POSITIVE_PER_LEVEL = st.one_of(BAD_POSITIVE.filter(lambda v: v != [1]),
+                                   st.just([1e-6, 1e-4]), st.just([]), st.just([-1.0]))  # fmt: skip
 BAD_OPEN_UNIT = st.one_of(  # must lie in (0, 1)
     st.floats(min_value=1.0), st.floats(max_value=0.0), NON_FINITE, WRONG_TYPES
 )
@@ -1033,12 +1038,12 @@ CASES: list[Case] = [
             "kernel": st.one_of(WRONG_TYPES, st.just([SE, SE]), st.just(pde.matern(nu=0.5))),
             "num_adam_steps": BAD_NON_NEGATIVE_COUNTS,
             "learning_rate": BAD_POSITIVE,
-            "num_lbfgs_steps": BAD_NON_NEGATIVE_COUNTS,
+            "num_lbfgs_steps": BAD_COUNTS_PER_LEVEL,
             "method": BAD_STRINGS,
             "log_precision": st.one_of(
                 st.tuples(NON_FINITE, st.just(0.0)), st.just((1.0,)), WRONG_TYPES
             ),
-            "relative_noise": BAD_POSITIVE,
+            "relative_noise": BAD_POSITIVE_PER_LEVEL,
             "num_rounds": BAD_COUNTS,
             "num_newton_steps": BAD_NON_NEGATIVE_COUNTS,
             "boundary_weight": BAD_NON_NEGATIVE,
@@ -1047,6 +1052,8 @@ CASES: list[Case] = [
                 with_non_finite(np.zeros(8)), st.just(np.zeros(5)), wrong_dtype(np.zeros(8))
             ),
             "max_dense_size": BAD_COUNTS,
+            "validation": WRONG_TYPES,
+            "check_every": BAD_COUNTS,
         },
     ),
     *sizes(

@@ -827,12 +827,9 @@ def solve(
         raise ArgumentError(f"problem must be a Problem, got {type(problem).__name__}.")
     kernels = _check_kernels(problem, kernel)
     num_adam_steps = check_positive_int("num_adam_steps", num_adam_steps, allow_zero=True)
-    if isinstance(num_lbfgs_steps, int):
-        steps_per_level = (num_lbfgs_steps,)
-    else:
-        steps_per_level = tuple(num_lbfgs_steps)
     steps_per_level = tuple(
-        check_positive_int("num_lbfgs_steps", n, allow_zero=True) for n in steps_per_level
+        check_positive_int("num_lbfgs_steps", n, allow_zero=True)
+        for n in _per_level(num_lbfgs_steps)
     )
     num_rounds = check_positive_int("num_rounds", num_rounds)
     learning_rate = check_positive_float("learning_rate", learning_rate)
@@ -1040,10 +1037,16 @@ class _ProfiledValidation(eqx.Module):
         return self.validation((_profiled_values(self.profiled, kernels), kernels))
 
 
+def _per_level(value: object) -> tuple[Any, ...]:
+    """A list, tuple or 1-D array as one entry per noise level; anything else as one entry
+    (for the scalar checks to accept or reject with their own message)."""
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1):
+        return tuple(value)
+    return (value,)
+
+
 def _check_levels(relative_noise: object) -> tuple[float, ...]:
-    if isinstance(relative_noise, (int, float)):
-        return (check_positive_float("relative_noise", relative_noise),)
-    levels = tuple(check_positive_float("relative_noise", v) for v in relative_noise)
+    levels = tuple(check_positive_float("relative_noise", v) for v in _per_level(relative_noise))
     if not levels:
         raise ArgumentError(
             "relative_noise is an empty sequence. Pass a number such as 1e-6, or decreasing "
