@@ -555,10 +555,8 @@ class GPSolution(eqx.Module):
         Example:
             >>> # solution.validation_residual(case_problem(name, grid_size=n - 1))
         """
-        residual = self.residual_on(problem)
-        zeros = jnp.zeros(problem.shape, residual.dtype)
-        scale = _rms(problem.residual_field(zeros, lambda orders: zeros)) or 1.0
-        return _rms(residual) / scale
+        _check_validation(self.problem, problem)
+        return float(_relative_residual(self, problem, _source_rms(problem)))
 
     def laplace_factor(self, max_size: int = LAPLACE_MAX_SIZE) -> Float[Array, "M M"]:
         r"""The Cholesky factor :math:`R` of the whitened Gauss-Newton precision
@@ -654,6 +652,17 @@ def _residual_on(solution: GPSolution, problem: Problem) -> Array:
     return problem.fields(
         lambda orders: kronecker_apply(solution._cross(problem.axes(), orders), weights)
     )[0]
+
+
+def _relative_residual(solution: GPSolution, problem: Problem, scale: float) -> Array:
+    """The root mean square of the residual on ``problem``'s grid over ``scale`` (traceable)."""
+    return jnp.sqrt(jnp.mean(_residual_on(solution, problem) ** 2)) / scale
+
+
+def _source_rms(problem: Problem) -> float:
+    """The root mean square of the residual at :math:`u = 0` (the source), 1 when it is 0."""
+    zeros = jnp.zeros(problem.shape)
+    return _rms(problem.residual_field(zeros, lambda orders: zeros)) or 1.0
 
 
 def _check_validation(problem: Problem, validation: object) -> None:
@@ -968,9 +977,7 @@ def _phase_two(
     )
     criterion = None
     if validation is not None:
-        zeros = jnp.zeros(validation.shape, params.values.dtype)
-        scale = _rms(validation.residual_field(zeros, lambda orders: zeros)) or 1.0
-        criterion = _Validation(objective, log_precisions, validation, scale)
+        criterion = _Validation(objective, log_precisions, validation, _source_rms(validation))
     params = params._replace(
         log_precision_boundary=log_precisions[0], log_precision_residual=log_precisions[1]
     )
@@ -1021,8 +1028,8 @@ class _Validation(eqx.Module):
     def __call__(self, free: tuple[Array, tuple[StationaryKernel, ...]]) -> Array:
         values, kernels = free
         params = Parameters(values, kernels, *self.log_precisions)
-        residual = _residual_on(_solution(self.objective, params, None), self.validation)
-        return jnp.sqrt(jnp.mean(residual**2)) / self.scale
+        return _relative_residual(_solution(self.objective, params, None), self.validation,
+                                  self.scale)  # fmt: skip
 
     def profiled(self, profiled: _Profiled) -> _ProfiledValidation:
         """The criterion of kernels alone, the grid values profiled out."""
@@ -1073,7 +1080,7 @@ def _phase_two_precisions(
         return jnp.asarray(pair[0], dtype), jnp.asarray(pair[1], dtype)
     problem = objective.problem
     zeros = jnp.zeros(problem.shape, dtype)
-    scale_r = _rms(problem.residual_field(zeros, lambda orders: zeros)) or 1.0
+    scale_r = _source_rms(problem)
     # The solution's scale: the largest of the boundary data's, the current grid values' (after
     # Adam) and, when profiling, a first grid solve's at the initial kernel.
     log_tau_r = -2.0 * math.log(relative_noise * scale_r)
