@@ -18,13 +18,23 @@ structure:
 - coupling layers (flowjax's ``Coupling``, :class:`~bayescore.models.flows.SmoothCoupling`):
   the transformed block by division, then the kept block by one VJP through the
   conditioner, so a coupling layer costs about one extra backward pass of its network;
-- ``Chain``, ``Scan`` and ``Invert`` of these: recursively (an inverted layer in its inverse
-  direction);
+- ``Chain``, ``Scan``, ``Invert`` and ``NumericalInverse`` of these: recursively (an
+  inverted layer in its inverse direction);
 - planar and radial layers (the identity plus a rank-one term): Sherman–Morrison in
   closed form; triangular affine layers: a triangular solve;
-- any other layer (autoregressive, block-autoregressive, and planar or radial layers in
-  their root-found direction): its dense Jacobian by ``jax.jacfwd`` and a linear solve,
-  :math:`O(d)` forward passes; exact, but not fast for large :math:`d`.
+- any other layer taken in its inverse direction (a MAF or BNAF sampled through its
+  sequential or root-found inverse, planar and radial layers inverted): no solve at all. For
+  :math:`y = G^{-1}(x)` with :math:`G` the layer's explicit forward map,
+  :math:`J_{G^{-1}}^{-1} = J_G(y)` and :math:`\nabla_x \log|\det J_{G^{-1}}|\,J_G =
+  -\nabla_y \log|\det J_G(y)|`, so the new score is one VJP,
+  :math:`g_{l+1} = g_l J_G(y) + \nabla_y \log|\det J_G(y)|`, at the point the inverse
+  returned;
+- autoregressive layers in their parallel direction (flowjax's ``MaskedAutoregressive``,
+  ``BlockAutoregressiveNetwork``: the IAF direction): the lower-triangular Jacobian and
+  :math:`\nabla\log|\det J|` from one forward-mode pass of :math:`d` tangents, then a
+  triangular solve; :math:`O(d)` network passes, batched;
+- any other layer: its dense Jacobian and :math:`\nabla\log|\det J|` by one ``jax.jacfwd``
+  and a linear solve; exact, but not fast for large :math:`d`.
 
 Written here: the reference implementation is PyTorch and hand-written per layer; no JAX
 library propagates the score through flowjax bijections.
@@ -41,6 +51,7 @@ import jax.scipy.linalg as linalg
 import paramax
 from flowjax.bijections import (
     Affine,
+    BlockAutoregressiveNetwork,
     Chain,
     Coupling,
     Exp,
@@ -49,6 +60,8 @@ from flowjax.bijections import (
     Invert,
     LeakyTanh,
     Loc,
+    MaskedAutoregressive,
+    NumericalInverse,
     Permute,
     Power,
     RationalQuadraticSpline,
@@ -80,6 +93,7 @@ ELEMENTWISE = (
     Tanh,
 )
 COUPLING = (Coupling, SmoothCoupling)
+AUTOREGRESSIVE = (BlockAutoregressiveNetwork, MaskedAutoregressive)  # lower-triangular J
 
 
 def sample_with_score(
@@ -187,6 +201,8 @@ def push(
         return _push_scan(bijection, x, score, condition, inverse)
     if isinstance(bijection, Invert):
         return push(bijection.bijection, x, score, condition, not inverse)
+    if isinstance(bijection, NumericalInverse) and not inverse:  # the forward is its layer's
+        return push(bijection.bijection, x, score, condition)
     if isinstance(bijection, Identity):
         return x, jnp.zeros((), x.dtype), score
     if isinstance(bijection, (Permute, Flip)):
@@ -202,6 +218,10 @@ def push(
         return _push_flowjax_coupling(bijection, x, score, inverse)
     if isinstance(bijection, COUPLING):
         return _push_coupling(forward, bijection.untransformed_dim, x, score, condition)
+    if inverse:
+        return _push_inverse(bijection, x, score, condition)
+    if isinstance(bijection, AUTOREGRESSIVE):
+        return _push_dense(lambda x: forward(x, condition), x, score, triangular=True)
     return _push_dense(lambda x: forward(x, condition), x, score)
 
 
@@ -281,13 +301,30 @@ def _solve_coupling(moved_part: Any, kept: Array, score: Array) -> tuple[Array, 
     )
 
 
-def _push_dense(forward: Any, x: Array, score: Array) -> tuple[Array, Array, Array]:
+def _push_dense(
+    forward: Any, x: Array, score: Array, triangular: bool = False
+) -> tuple[Array, Array, Array]:
+    """:math:`J` and :math:`\\nabla\\log|\\det J|` from one ``jacfwd``; ``triangular``: a lower
+    :math:`J`, solved by back substitution, else a dense solve."""
     y, log_det = forward(x)
-    fixed = jax.lax.stop_gradient(x)
-    jacobian = jax.jacfwd(lambda x: forward(x)[0])(fixed)
-    grad_log_det = jax.grad(lambda x: forward(x)[1])(fixed)
-    solved = jnp.linalg.solve(jacobian.T, score - grad_log_det)
+    jacobian, grad_log_det = jax.jacfwd(forward)(jax.lax.stop_gradient(x))
+    if triangular:
+        solved = linalg.solve_triangular(jacobian.T, score - grad_log_det, lower=False)
+    else:
+        solved = jnp.linalg.solve(jacobian.T, score - grad_log_det)
     return y, log_det, jax.lax.stop_gradient(solved)
+
+
+def _push_inverse(
+    bijection: Any, x: Array, score: Array, condition: Any
+) -> tuple[Array, Array, Array]:
+    """Through ``bijection.inverse``: one VJP of the explicit forward map at the result."""
+    y, log_det = bijection.inverse_and_log_det(x, condition)
+    _, vjp = jax.vjp(
+        lambda y: bijection.transform_and_log_det(y, condition), jax.lax.stop_gradient(y)
+    )
+    (pushed,) = vjp((score, jnp.ones((), log_det.dtype)))
+    return y, log_det, jax.lax.stop_gradient(pushed)
 
 
 def _push_planar(layer: Planar, x: Array, score: Array) -> tuple[Array, Array, Array]:
