@@ -54,6 +54,7 @@ from bayescore.core.errors import (
     ShapeError,
     check_positive_int,
 )
+from bayescore.core.likelihoods import fused
 
 Params = Any  # a pytree of unconstrained arrays; a dict keyed by site for NumPyro models
 
@@ -817,7 +818,8 @@ def _to_device(leaf: Any) -> Any:
 
 
 class _Plates(Messenger):
-    """Fix the indices of every subsampled plate: ``indices[name]`` when given, else all.
+    """Fix the indices of every subsampled plate: ``indices[name]`` when given, else all; give
+    observed sites their fused likelihood (:mod:`bayescore.core.likelihoods`).
 
     Setting the plate's ``subsample_size`` argument to the number of indices keeps NumPyro's
     ``N / B`` likelihood scale right and silences its size-mismatch warning.
@@ -830,6 +832,9 @@ class _Plates(Messenger):
         super().__init__(fn)
 
     def process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and msg["is_observed"]:
+            msg["fn"] = fused(msg["fn"])  # a fused derivative rule where one exists
+            return
         if msg["type"] != "plate":
             return
         size, subsample_size = msg["args"]
