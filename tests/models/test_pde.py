@@ -343,6 +343,32 @@ def test_cases_match_the_shared_data(name):
     assert relative_l2(exact, arrays["u_test"]) < 1e-12
 
 
+def test_stm_start_reaches_gm_error_on_a_two_pi_box():
+    # A small twin of poisson_1d-single_sin: u = sin(20 x) on [0, 2 pi], 100 points (four per
+    # period, as sin(100 x) on 400), each case kernel with max_frequency 4 (sin(20 x) has 3.2
+    # cycles per unit, as 20 brackets 15.9 there), and the benchmark's solver settings. With
+    # the reference's StM start (envelope lengthscale 1 on this box, not the box's side) StM
+    # ended at 5.5e-4 here, 74 times GM's 7.5e-6 (and 15-1e7 times GM on the benchmark's
+    # [0, 2 pi] cases). Bound: the reference's own worst StM/GM ratio on the 1-D cases, 6.4
+    # (allencahn_1d-single_sin: 4.90e-6 / 7.71e-7); the start at the box's side gives 3.5.
+    case = CASES["poisson_1d-single_sin"]._replace(max_frequency=4.0)
+
+    def sin_problem(size):
+        return Problem(lambda u, d, x: d["xx"] + 400.0 * jnp.sin(20.0 * x[0]), case.domain[0],
+                       size, boundary=[Dirichlet(lambda x: jnp.sin(20.0 * x[0]))])  # fmt: skip
+
+    x = jnp.linspace(0.0, 2 * np.pi, 300)
+    errors = {}
+    for kind in ("GM", "StM"):
+        solution = solve(sin_problem(100), case.kernel(kind), boundary_weight=200.0,
+                         num_lbfgs_steps=(30, 10), relative_noise=(1e-6, 1e-8),
+                         validation=sin_problem(99), check_every=2, progress=False)  # fmt: skip
+        errors[kind] = relative_l2(solution.predict(x[:, None]), jnp.sin(20.0 * x))
+    # GM solves it (7.5e-6; a failed solve is O(1)), so the ratio cannot pass by both failing
+    assert errors["GM"] < 1e-4
+    assert errors["StM"] <= 6.4 * errors["GM"]
+
+
 # ---------------------------------------------------------------------- matrix-free profile
 
 
