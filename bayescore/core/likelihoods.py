@@ -13,7 +13,10 @@ Target gains the same.
 :func:`fused` swaps a site's distribution for one with the fused rule; the Target applies
 it to observed sites only (latent discrete sites keep NumPyro's own, for enumeration). The
 values are NumPyro's to rounding and the rule is itself differentiable, so Hessians and
-higher derivatives stay exact.
+higher derivatives stay exact. One gradient differs: at a logit of exactly 0 (a model
+started at zero weights) NumPyro's autodiff differentiates :math:`\max(l, 0)` and
+:math:`|l|` at their kinks and returns :math:`y - 1`; the fused rule returns
+:math:`y - \tfrac12`.
 
 Written here: neither NumPyro nor JAX has a fused rule for this likelihood (Stan's
 ``bernoulli_logit_glm`` is the analogue).
