@@ -40,11 +40,11 @@ def bernoulli_logits_log_prob(logits: ArrayLike, value: ArrayLike) -> Array:
         >>> import jax, jax.numpy as jnp
         >>> from bayescore.core.likelihoods import bernoulli_logits_log_prob
         >>> l, y = jnp.array([-3.0, 0.5, 40.0]), jnp.array([0.0, 1.0, 1.0])
-        >>> [round(float(v), 4) for v in bernoulli_logits_log_prob(l, y)]
-        [-0.0486, -0.4741, 0.0]
+        >>> print(*(round(float(v), 4) for v in bernoulli_logits_log_prob(l, y)))
+        -0.0486 -0.4741 0.0
         >>> grad = jax.grad(lambda l: bernoulli_logits_log_prob(l, y).sum())(l)  # y - σ(l)
-        >>> [round(float(g), 4) for g in grad]
-        [-0.0474, 0.3775, 0.0]
+        >>> print(*(round(float(g), 4) for g in grad))
+        -0.0474 0.3775 0.0
     """
     value, _ = _value_and_sigmoid(jnp.asarray(logits), jnp.asarray(value))
     return value
