@@ -5,10 +5,15 @@ then differentiates it. For a Bernoulli with logits :math:`l` NumPyro's ``log_pr
 stable :math:`y l - \max(l, 0) - \log(1 + e^{-|l|})`, and autodiff of it keeps the clip,
 the absolute value and the log as separate steps of the backward pass. Its derivative is
 :math:`y - \sigma(l)`, and :math:`\sigma(l)` shares :math:`e^{-|l|}` with the value, so one
-custom JVP (:func:`bernoulli_logits_log_prob`) computes both from one exponential. On a
-logistic regression (N = 2000, d = 10, 16 draws per step) a ``bc.fit`` step takes about
-0.84× the time with it (``benchmarks/vi.py``); every backend that differentiates the
-Target gains the same.
+custom JVP (:func:`bernoulli_logits_log_prob`) computes both from one exponential.
+
+Evaluated over a batch of draws (``vmap``, as every backend does), ``X @ w`` leaves the draw
+axis last, and the model's sum over the observations then runs across the memory layout.
+The rule's batching moves the draw axis first (``jax.custom_batching.custom_vmap``; its
+derivatives are the rule's own, so nothing differentiates the batching rule). On a logistic
+regression (N = 2000, d = 10, 16 draws per step) a ``bc.fit`` step takes about half of
+NumPyro's time (``benchmarks/vi.py``; 0.84x of the unfused step with the JVP alone, 0.54x
+with both); every backend that differentiates the Target gains the same.
 
 :func:`fused` swaps a site's distribution for one with the fused rule; the Target applies
 it to observed sites only (latent discrete sites keep NumPyro's own, for enumeration). The
@@ -32,37 +37,69 @@ import numpyro.distributions as dist
 from jaxtyping import Array, ArrayLike
 
 
-@jax.custom_jvp
 def bernoulli_logits_log_prob(logits: ArrayLike, value: ArrayLike) -> Array:
     """:math:`\\log p(y \\mid l) = y l - \\log(1 + e^{l})`, elementwise, with a fused JVP.
+
+    ``value`` may be boolean or integer (it is cast to the logits' floating type).
 
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from bayescore.core.likelihoods import bernoulli_logits_log_prob
-        >>> l, y = jnp.array([-3.0, 0.5, 40.0]), jnp.array([0.0, 1.0, 1.0])
+        >>> l, y = jnp.array([-3.0, 0.5, 40.0]), jnp.array([0, 1, 1])
         >>> print(*(round(float(v), 4) for v in bernoulli_logits_log_prob(l, y)))
         -0.0486 -0.4741 0.0
         >>> grad = jax.grad(lambda l: bernoulli_logits_log_prob(l, y).sum())(l)  # y - σ(l)
         >>> print(*(round(float(g), 4) for g in grad))
         -0.0474 0.3775 0.0
     """
-    value, _ = _value_and_sigmoid(jnp.asarray(logits), jnp.asarray(value))
-    return value
+    logits = jnp.asarray(logits)
+    logits = logits.astype(jnp.result_type(logits, float))
+    logits, value = jnp.broadcast_arrays(logits, jnp.asarray(value, logits.dtype))
+    return _value_and_sigmoid(logits, value)[0]
 
 
+@jax.custom_jvp
 def _value_and_sigmoid(logits: Array, value: Array) -> tuple[Array, Array]:
+    """``(log p(value | logits), σ(logits))``; their JVP reuses both, so derivatives of any
+    order are rules of this function and never differentiate :func:`_batch_first`."""
+    return _batch_first(logits, value)
+
+
+@_value_and_sigmoid.defjvp
+def _value_and_sigmoid_jvp(primals: tuple, tangents: tuple) -> tuple[tuple, tuple]:
+    logits, value = primals
+    logits_dot, value_dot = tangents
+    log_prob, sigmoid = _value_and_sigmoid(logits, value)
+    log_prob_dot = (value - sigmoid) * logits_dot + logits * value_dot
+    return (log_prob, sigmoid), (log_prob_dot, sigmoid * (1.0 - sigmoid) * logits_dot)
+
+
+@jax.custom_batching.custom_vmap
+def _batch_first(logits: Array, value: Array) -> tuple[Array, Array]:
+    logits, value = jnp.broadcast_arrays(logits, value)
     decay = jnp.exp(-jnp.abs(logits))  # e^{-|l|} <= 1: neither the log nor σ overflows
     log_prob = value * logits - (jnp.maximum(logits, 0.0) + jnp.log1p(decay))
     sigmoid = jnp.where(logits >= 0, 1.0, decay) / (1.0 + decay)
     return log_prob, sigmoid
 
 
-@bernoulli_logits_log_prob.defjvp
-def _bernoulli_logits_jvp(primals: tuple, tangents: tuple) -> tuple[Array, Array]:
-    logits, value = (jnp.asarray(p) for p in primals)
-    logits_dot, value_dot = tangents
-    log_prob, sigmoid = _value_and_sigmoid(logits, value)
-    return log_prob, (value - sigmoid) * logits_dot + logits * value_dot
+@_batch_first.def_vmap
+def _batch_first_vmap(
+    axis_size: int, in_batched: list[bool], logits: Array, value: Array
+) -> tuple[tuple[Array, Array], tuple[bool, bool]]:
+    # JAX hands over the batched arguments with the batch axis first and the outputs keep it
+    # there. Draws vmapped through ``X @ w`` otherwise leave it last, and the model's sum
+    # over the observations then runs across the memory layout: on a logistic regression
+    # (N = 2000, 16 draws) the step took 1.5x as long. Under nested vmaps the arguments'
+    # shapes may differ (one batched by an inner vmap only), so each gets a leading axis
+    # (of size 1 if unbatched here) and is aligned to the common rank before broadcasting.
+    del axis_size
+    args = [
+        a if batched else a[None] for a, batched in zip((logits, value), in_batched, strict=True)
+    ]
+    rank = max(a.ndim for a in args)
+    args = [a.reshape(a.shape[:1] + (1,) * (rank - a.ndim) + a.shape[1:]) for a in args]
+    return _batch_first(*args), (True, True)
 
 
 class FusedBernoulliLogits(dist.BernoulliLogits):
