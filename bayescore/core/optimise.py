@@ -213,6 +213,7 @@ def minimise_lbfgs(
     memory_size: int = 10,
     criterion: Callable[[Any], Array] | None = None,
     check_every: int = 1,
+    loop_steps: int | None = None,
     progress: bool = True,
     description: str = "",
 ) -> tuple[Any, Array]:
@@ -228,6 +229,11 @@ def minimise_lbfgs(
     held-out points), the starting point and every ``check_every``-th iterate (and the last)
     are scored, and the one with the smallest finite score is returned instead of the last.
 
+    ``loop_steps`` (at least ``num_steps``) sets the compiled loop's length instead, and the
+    iterations past ``num_steps`` are skipped: calls that differ only in ``num_steps`` then
+    share one compiled loop (a continuation that runs 30 iterations, then 10 more at another
+    setting, compiles once).
+
     Example:
         >>> import jax.numpy as jnp
         >>> from bayescore.core.optimise import minimise_lbfgs
@@ -240,28 +246,53 @@ def minimise_lbfgs(
         ...                       progress=False)
         >>> bool(near_half(x) < 0.25)
         True
+        >>> y, first = minimise_lbfgs(rosenbrock, jnp.zeros(2), 60, loop_steps=100,
+        ...                           progress=False)
+        >>> z, more = minimise_lbfgs(rosenbrock, y, 40, loop_steps=100,
+        ...                          progress=False)  # runs the loop compiled for the first
+        >>> first.shape, more.shape
+        ((60,), (40,))
     """
     check_every = check_positive_int("check_every", check_every)
+    if loop_steps is not None:
+        loop_steps = check_positive_int("loop_steps", loop_steps)
+        if loop_steps < num_steps:
+            raise ArgumentError(
+                f"loop_steps ({loop_steps}) must be at least num_steps ({num_steps}): it is "
+                "the compiled loop's length, whose iterations past num_steps are skipped."
+            )
     with ProgressBar(num_steps, enabled=progress, description=description) as bar:
-        return _lbfgs_scan(
-            loss_fn, params, num_steps, memory_size, bar.every, criterion, check_every
-        )
+        params, values = _lbfgs_scan(
+            loss_fn, params, num_steps if loop_steps is None else jnp.int32(num_steps),
+            num_steps if loop_steps is None else loop_steps, memory_size, bar.every,
+            criterion, check_every,
+        )  # fmt: skip
+    return params, values[:num_steps]
 
 
 @eqx.filter_jit
 def _lbfgs_scan(
     loss_fn: Callable,
     params: Any,
-    num_steps: int,
+    num_steps: int | Array,
+    length: int,
     memory_size: int,
     every: int,
     criterion: Callable | None = None,
     check_every: int = 1,
 ) -> tuple[Any, Array]:
+    """``length`` iterations of which the first ``num_steps`` run (``num_steps`` traced: the
+    rest are skipped by a ``lax.cond``; an int equal to ``length``: no cond)."""
     solver = optax.lbfgs(memory_size=memory_size)
     value_and_grad = optax.value_and_grad_from_state(loss_fn)
 
     def step(carry: tuple[Any, ...], t: Array) -> tuple[tuple[Any, ...], Array]:
+        if isinstance(num_steps, int):
+            return iteration(carry, t)
+        value = jnp.zeros((), jax.eval_shape(loss_fn, carry[0]).dtype)
+        return jax.lax.cond(t < num_steps, iteration, lambda c, t: (c, value), carry, t)
+
+    def iteration(carry: tuple[Any, ...], t: Array) -> tuple[tuple[Any, ...], Array]:
         params, state, best, best_score = carry
         value, grad = value_and_grad(params, state=state)
         updates, new_state = solver.update(
@@ -287,7 +318,7 @@ def _lbfgs_scan(
     score = jnp.asarray(jnp.inf) if criterion is None else jnp.asarray(criterion(params))
     score = jnp.where(jnp.isfinite(score), score, jnp.inf)
     carry = (params, state, params, score)
-    (params, _, best, _), values = jax.lax.scan(step, carry, jnp.arange(num_steps))
+    (params, _, best, _), values = jax.lax.scan(step, carry, jnp.arange(length))
     return (params if criterion is None else best), values
 
 

@@ -1,6 +1,11 @@
 """``minimise_lbfgs`` with a selection criterion: the returned iterate is the best-scoring one."""
 
+import logging
+
+import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bayescore.core.errors import ArgumentError
@@ -38,3 +43,25 @@ def test_bad_check_every_raises():
     with pytest.raises(ArgumentError, match="check_every"):
         minimise_lbfgs(quadratic, jnp.zeros(3), 3, criterion=quadratic, check_every=0,
                        progress=False)  # fmt: skip
+
+
+def test_a_longer_loop_runs_the_same_iterations_and_compiles_once(caplog):
+    rosenbrock = eqx.Partial(lambda p: (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2)
+    start = jnp.array([-1.2, 1.0])
+    exact, exact_losses = minimise_lbfgs(rosenbrock, start, 12, progress=False)
+    chosen, _ = minimise_lbfgs(rosenbrock, start, 12, criterion=rosenbrock, check_every=5,
+                               progress=False)  # fmt: skip
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        (loop, loop_losses), (_, short_losses) = (
+            minimise_lbfgs(rosenbrock, start, n, loop_steps=20, progress=False) for n in (12, 7)
+        )
+    compiled = [r for r in caplog.records if "compilation of jit(_lbfgs_scan)" in r.getMessage()]
+    assert len(compiled) == 1  # both calls ran one compiled loop
+    np.testing.assert_array_equal(loop, exact)
+    np.testing.assert_array_equal(loop_losses, exact_losses)
+    np.testing.assert_array_equal(short_losses, exact_losses[:7])
+    looped, _ = minimise_lbfgs(rosenbrock, start, 12, criterion=rosenbrock, check_every=5,
+                               loop_steps=20, progress=False)  # fmt: skip
+    np.testing.assert_array_equal(looped, chosen)  # the last iterate (12) is still scored
+    with pytest.raises(ArgumentError, match="at least num_steps"):
+        minimise_lbfgs(rosenbrock, start, 12, loop_steps=5, progress=False)

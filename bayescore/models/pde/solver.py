@@ -912,11 +912,16 @@ def solve(
     candidates: list[Parameters] = []
     if any(steps_per_level):
         cg = (cg_tolerance, max_cg_iterations) if method == "profile_cg" else None
-        plan = zip(levels, steps_per_level, strict=True)
-        for level, steps in plan if log_precision is None else list(plan)[:1]:
+        plan = list(zip(levels, steps_per_level, strict=True))
+        plan = plan if log_precision is None else plan[:1]
+        # Every round of every level runs one compiled L-BFGS loop of the longest round's
+        # length (the levels differ only in traced precisions), so it compiles once.
+        loop_steps = max(steps // num_rounds + steps % num_rounds for _, steps in plan)
+        for level, steps in plan:
             params = _phase_two(
                 objective, params, log_precision, level, method, cg, steps,
                 num_rounds, num_newton_steps, losses, progress, validation, check_every,
+                loop_steps,
             )  # fmt: skip
             score = math.nan
             if validation is not None:
@@ -969,9 +974,11 @@ def _phase_two(
     progress: bool,
     validation: Problem | None = None,
     check_every: int = 1,
+    loop_steps: int | None = None,
 ) -> Parameters:
     """L-BFGS with the precisions held at one noise level (:func:`solve`'s phase 2); with a
-    ``validation`` problem, the iterate with the smallest validation residual."""
+    ``validation`` problem, the iterate with the smallest validation residual. ``loop_steps``:
+    the compiled loop's length (:func:`~bayescore.core.optimise.minimise_lbfgs`)."""
     log_precisions = _phase_two_precisions(
         objective, params, log_precision, relative_noise, method, cg
     )
@@ -1000,7 +1007,7 @@ def _phase_two(
             kernels_fit, values = minimise_lbfgs(
                 profiled, params.kernels, steps, progress=progress, description=description,
                 criterion=None if criterion is None else criterion.profiled(profiled),
-                check_every=check_every,
+                check_every=check_every, loop_steps=loop_steps,
             )  # fmt: skip
             params = params._replace(
                 kernels=kernels_fit, values=_profiled_values(profiled, kernels_fit)
@@ -1010,6 +1017,7 @@ def _phase_two(
             (grid, kernels_fit), values = minimise_lbfgs(
                 fixed, (params.values, params.kernels), steps, progress=progress,
                 description=description, criterion=criterion, check_every=check_every,
+                loop_steps=loop_steps,
             )  # fmt: skip
             params = params._replace(values=grid, kernels=kernels_fit)
         losses.append(np.asarray(values))
