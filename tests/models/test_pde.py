@@ -429,10 +429,8 @@ def test_cg_profile_has_the_dense_profile_value_and_gradient():
     start = jnp.zeros((9, 11))
     dense = _Profiled(objective, precisions, start, 1)
     matrix_free = _Profiled(objective, precisions, start, 1, 1e-12, 2000)
-    # Compiled whole: op by op, the CG loop's linearisation compiled many small programs, and
-    # an xdist worker crashed twice writing one of them to the shared compilation cache.
-    value_dense, grad_dense = jax.jit(jax.value_and_grad(dense))(kernels)
-    value_cg, grad_cg = jax.jit(jax.value_and_grad(matrix_free))(kernels)
+    value_dense, grad_dense = jax.value_and_grad(dense)(kernels)
+    value_cg, grad_cg = jax.value_and_grad(matrix_free)(kernels)
     assert float(value_cg) == pytest.approx(float(value_dense), rel=1e-9)
     for a, b in zip(jax.tree.leaves(grad_cg), jax.tree.leaves(grad_dense), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9 * float(jnp.max(jnp.abs(b))))
