@@ -46,6 +46,24 @@ def x64():
         yield
 
 
+@pytest.fixture(autouse=True)
+def no_cache_writes():
+    """This module's programs are not written to the shared compilation cache.
+
+    Three suite runs on 2 workers lost a worker to a crash inside JAX's cache write
+    (``put_executable_and_time``, serialising an executable) in the CG tests below; it never
+    happened with one process. Reads stay on; no other test compiles these programs, so the
+    cache would not have served them anyway.
+    """
+    option = "jax_persistent_cache_min_compile_time_secs"
+    before = getattr(jax.config, option)
+    jax.config.update(option, float("inf"))
+    try:
+        yield
+    finally:
+        jax.config.update(option, before)
+
+
 def random_spd(key, size):
     a = jax.random.normal(key, (size, size))
     return a @ a.T / size + 0.5 * jnp.eye(size)
