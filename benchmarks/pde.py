@@ -16,19 +16,20 @@ Runners, each in its own process (float64):
   iterations at the noise levels ``NOISE_LEVELS``, a continuation in the precisions, with
   the iterate (scored every ``CHECK_EVERY``) and the level chosen by the PDE residual on a
   staggered validation grid of N - 1 points, which needs no solution data;
-  2-D Poisson: ``LBFGS_STEPS_CG`` iterations at the same noise levels, chosen the same way,
-  with the grid values from conjugate gradients,
-  ``method="profile_cg"``, at most
-  ``CG_ITERATIONS`` per solve), or Adam then joint L-BFGS on values and kernels (the other
-  2-D cases, nonlinear or first order).
+  2-D: ``LBFGS_STEPS_CG`` iterations at the same noise levels, chosen the same way, with
+  the grid values from conjugate gradients (``method="profile_cg"``, at most
+  ``CG_ITERATIONS`` per solve); for Allen-Cahn's nonlinear residual ``NEWTON_STEPS``
+  Gauss-Newton steps per grid solve, each by CG, and one L-BFGS iteration at each of the
+  longer continuation ``NOISE_LEVELS_NONLINEAR`` (from the zero start, a tight level first
+  converges to a worse stationary point).
 * **SE / Matern**: the same solver with the baselines' kernels (no spectral mixture, Q = 30
   as the reference's ``SE_1d``/``Matern52_1d``).
 * **PINN**: ``solve_pinn`` (tanh MLP 4×64, ``PINN_ADAM`` Adam steps then ``PINN_LBFGS``
   L-BFGS) on the same ``Problem``; 1-D cases only.
 
-The reported error is the validation-selected (1-D, 2-D Poisson) or final iterate's; the test grid
-never chooses anything (the reference logs the minimum over 20 test-set checkpoints, which is
-optimistic). *val.*: the relative root-mean-square PDE residual on the validation grid.
+The reported error is the validation-selected iterate's; the test grid never chooses
+anything (the reference logs the minimum over 20 test-set checkpoints, which is optimistic).
+*val.*: the relative root-mean-square PDE residual on the validation grid.
 *ref*: the reference's logged error for that kernel;
 *ref time*: its GP-HM-StM wall time (1e5-1e6 Adam steps, unknown hardware, probably GPU).
 *time*: wall seconds of ``solve`` (and the test-grid prediction) here, compilation included;
@@ -66,15 +67,15 @@ RUNNERS = ("GM", "StM", "SE", "Matern", "PINN")
 LBFGS_STEPS = (30, 10)  # per noise level: the second starts near its optimum
 CHECK_EVERY = 2
 NOISE_LEVELS = (1e-6, 1e-8)
-ADAM_STEPS_2D = 2000
-LBFGS_STEPS_2D = 500
 LBFGS_STEPS_CG = (3, 2)  # per noise level, as LBFGS_STEPS
+NEWTON_STEPS = 3  # Gauss-Newton steps per grid solve (2-D Allen-Cahn)
+NOISE_LEVELS_NONLINEAR = (1e-2, 1e-4, 1e-6, 1e-8)  # one L-BFGS iteration each
 CG_ITERATIONS = int(os.environ.get("PDE_CG_ITERATIONS", 500))
 PINN_ADAM = 5000
 PINN_LBFGS = 500
 
 
-def child(name: str, runner: str, quick: bool) -> dict[str, Any]:
+def child(name: str, runner: str, quick: bool, steady: bool = True) -> dict[str, Any]:
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -87,10 +88,10 @@ def child(name: str, runner: str, quick: bool) -> dict[str, Any]:
     validation = case_problem(name, grid_size=problem.shape[0] - 1)
     # Twice in this process: the first call's time includes compilation, the second's is the
     # steady state (every compiled program cached); the error is the first call's.
-    (row, settings), steady = timed(case, data, problem, validation, runner, quick), None
-    if runner != "PINN":
-        steady = timed(case, data, problem, validation, runner, quick)[0]["seconds"]
-    return {**row, "steady_seconds": steady, "settings": settings}
+    (row, settings), steady_seconds = timed(case, data, problem, validation, runner, quick), None
+    if runner != "PINN" and steady:
+        steady_seconds = timed(case, data, problem, validation, runner, quick)[0]["seconds"]
+    return {**row, "steady_seconds": steady_seconds, "settings": settings}
 
 
 def timed(
@@ -114,17 +115,14 @@ def timed(
         solution = solve(problem, case.kernel(runner), boundary_weight=case.boundary_weight,
                          validation=validation, progress=False, **settings)  # fmt: skip
     else:
-        if case.equation == "poisson":
-            settings = {"num_lbfgs_steps": (2, 1) if quick else LBFGS_STEPS_CG,
-                        "relative_noise": NOISE_LEVELS, "check_every": 1,
-                        "max_cg_iterations": CG_ITERATIONS, "method": "profile_cg"}  # fmt: skip
-        else:
-            settings = {"num_adam_steps": 200 if quick else ADAM_STEPS_2D,
-                        "num_lbfgs_steps": 50 if quick else LBFGS_STEPS_2D,
-                        "method": "joint"}  # fmt: skip
-        chooser = {"validation": validation} if case.equation == "poisson" else {}
+        settings = {"num_lbfgs_steps": (2, 1) if quick else LBFGS_STEPS_CG,
+                    "relative_noise": NOISE_LEVELS, "check_every": 1,
+                    "max_cg_iterations": CG_ITERATIONS, "method": "profile_cg"}  # fmt: skip
+        if case.equation == "allen-cahn":
+            settings.update(num_newton_steps=NEWTON_STEPS, relative_noise=NOISE_LEVELS_NONLINEAR,
+                            num_lbfgs_steps=(1,) * len(NOISE_LEVELS_NONLINEAR))  # fmt: skip
         solution = solve(problem, case.kernel(runner), boundary_weight=case.boundary_weight,
-                         progress=False, **settings, **chooser)  # fmt: skip
+                         validation=validation, progress=False, **settings)  # fmt: skip
     prediction = solution.predict_grid(data.test_axes)
     seconds = time.perf_counter() - start
     row = {"rel_l2": relative_l2(prediction, data.arrays["u_test"]), "seconds": seconds}
@@ -137,11 +135,12 @@ def timed(
     return row, settings
 
 
-def run_row(name: str, runner: str, quick: bool) -> dict[str, Any]:
+def run_row(name: str, runner: str, quick: bool, steady: bool = True) -> dict[str, Any]:
     from bayescore.models.pde.cases import CASES
 
     case = CASES[name]
     command = [sys.executable, __file__, "--child", name, runner] + (["--quick"] if quick else [])
+    command += [] if steady else ["--no-steady"]
     completed = subprocess.run(command, capture_output=True, text=True)
     base = {"case": name, "runner": runner, "reference": case.reference.get(runner),
             "reference_time": case.reference_time}  # fmt: skip
@@ -154,8 +153,7 @@ def markdown(rows: list[dict[str, Any]], load: tuple[float, float]) -> str:
     lines = [
         f"GP-HM benchmark; cpu, {os.cpu_count()} CPU cores, load average {load[0]:.1f} before / "
         f"{load[1]:.1f} after. Relative L2 error on the 300-point test grid(s) of the iterate "
-        "solve returns (1-D and 2-D Poisson: chosen by the validation residual; other 2-D: "
-        "the final one); *ref*: "
+        "solve returns (chosen by the PDE residual on a staggered validation grid); *ref*: "
         "the reference's logged error for the same kernel (best of 20 test-set checkpoints); "
         "*ratio*: error ÷ ref; *time*: seconds of the first solve in a fresh process, "
         "compilation included; *steady*: the same solve repeated in that process (compiled "
@@ -190,12 +188,16 @@ def markdown(rows: list[dict[str, Any]], load: tuple[float, float]) -> str:
 
 
 def run(
-    quick: bool = False, cases: list[str] | None = None, runners: list[str] | None = None
+    quick: bool = False,
+    cases: list[str] | None = None,
+    runners: list[str] | None = None,
+    steady: bool = True,
 ) -> dict[str, Any]:
-    """1-D cases × all runners and 2-D cases × GM/StM; quick: one 1-D case with GM.
+    """Every case × every GP runner, the PINN on the 1-D cases; quick: one 1-D case with GM.
 
     ``cases`` and ``runners`` restrict the plan (``python benchmarks/pde.py --cases
-    poisson_1d-sin_cos --runners GM SE``).
+    poisson_1d-sin_cos --runners GM SE``); ``steady=False`` (``--no-steady``) skips the
+    repeated solve that measures the steady-state time.
     """
     if not DATA.is_dir():
         return {"area": "pde", "rows": [], "markdown": f"skipped: no data at {DATA.name}"}
@@ -204,7 +206,7 @@ def run(
         plan = [("poisson_1d-single_sin", "GM")]
     else:
         plan = [(name, runner) for name in CASES_1D for runner in RUNNERS]
-        plan += [(name, runner) for name in CASES_2D for runner in ("GM", "StM")]
+        plan += [(name, runner) for name in CASES_2D for runner in RUNNERS if runner != "PINN"]
     plan = [
         (name, runner)
         for name, runner in plan
@@ -212,7 +214,7 @@ def run(
     ]
     rows = []
     for name, runner in plan:
-        rows.append(run_row(name, runner, quick))
+        rows.append(run_row(name, runner, quick, steady))
         print(markdown(rows[-1:], (load_before, os.getloadavg()[0])).splitlines()[-1], flush=True)
     return {
         "area": "pde",
@@ -227,12 +229,13 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cases", nargs="+", choices=CASES_1D + CASES_2D)
     parser.add_argument("--runners", nargs="+", choices=RUNNERS)
+    parser.add_argument("--no-steady", action="store_true", help="skip the repeated solve")
     parser.add_argument("--out", help="also write the rows as JSON to this file")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], args.child[1], args.quick)))
+        print(json.dumps(child(args.child[0], args.child[1], args.quick, not args.no_steady)))
     else:
-        result = run(args.quick, args.cases, args.runners)
+        result = run(args.quick, args.cases, args.runners, not args.no_steady)
         print(result["markdown"])
         if args.out:
             pathlib.Path(args.out).write_text(json.dumps(result, indent=1))

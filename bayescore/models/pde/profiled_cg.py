@@ -1,10 +1,12 @@
-r"""The grid values of an affine PDE at fixed kernel, by conjugate gradients (matrix-free).
+r"""The grid values of a PDE at fixed kernel, by (Gauss-Newton and) conjugate gradients.
 
 For a residual affine in :math:`u` and its derivatives, with the kernels and the precisions
 held fixed, the GP-HM objective (:mod:`~bayescore.models.pde.solver`) is a regularised linear
 least-squares problem in the grid values. Its dense solve (:meth:`Objective.gauss_newton`)
 costs :math:`O(M^3)` time and :math:`O(M^2)` memory; this one is matrix-free, in
-:math:`O(M\sum_j M_j)` per iteration plus :math:`O(\sum_j M_j^3 + N_b^3)` set-up.
+:math:`O(M\sum_j M_j)` per iteration plus :math:`O(\sum_j M_j^3 + N_b^3)` set-up. For a
+nonlinear residual (Allen-Cahn's :math:`u^3`) each Gauss-Newton step is such a problem, for
+the residual linearised at the step's start.
 
 **Coordinates.** Per dimension, the generalised eigenvectors :math:`V_j` of
 :math:`(-K_j^{(2)},\ K_j + \epsilon I)`: :math:`V_j^\top (K_j + \epsilon I) V_j = I` and
@@ -26,6 +28,9 @@ boundary mismatches and residuals (:meth:`Objective.scaled_residuals`, here in t
 above), the minimiser solves :math:`(I + J^\top J)\mathbf z = -J^\top\boldsymbol\rho_0`, by
 conjugate gradients with :math:`J\mathbf v` and :math:`J^\top\mathbf w` from ``jax.linearize``
 and ``jax.linear_transpose`` of the mode-product map (never an :math:`M \times M` matrix).
+For a nonlinear residual, :math:`J` is its Jacobian at the step's start :math:`\mathbf z_k`
+and the step solves :math:`(I + J^\top J)\mathbf z = J^\top(J\mathbf z_k -
+\boldsymbol\rho(\mathbf z_k))` from :math:`\mathbf z_k`.
 
 **Preconditioner.** :math:`P = D + Y^\top Y`, with :math:`D` the diagonal of
 :math:`I + J_r^\top J_r` (the residual rows; exact for constant coefficients, computed as
@@ -202,21 +207,29 @@ def _boundary_blocks(problem: Problem) -> list[_Block]:
     return blocks
 
 
-def _residual_coefficients(problem: Problem, dtype: jnp.dtype) -> dict[tuple[int, ...], Array]:
-    """The mean coefficient of each derivative field (order 0: ``u``) in the affine residual."""
-    zeros = jnp.zeros(problem.shape, dtype)
+def _residual_coefficients(
+    problem: Problem, field: Callable[[tuple[int, ...]], Array], dtype: jnp.dtype
+) -> dict[tuple[int, ...], Array]:
+    """The coefficient of each derivative field (order 0: ``u``) in the residual linearised at
+    the function whose derivative fields ``field(orders)`` gives (constants for an affine
+    residual with constant coefficients; for Allen-Cahn's :math:`u^3`, :math:`3u^2 - 1`)."""
     keys = [derivative_orders(key, problem.names) for key in problem.derivatives]
+    zero = (0,) * problem.dim
+    base = {orders: field(orders) for orders in {*keys, zero}}
     out = {}
     for orders in keys:
 
         def residual(scale: Array, orders: tuple[int, ...] = orders) -> Array:
-            return problem.residual_field(zeros, lambda o: zeros + scale if o == orders else zeros)
+            return problem.residual_field(
+                base[zero], lambda o: base[o] + scale if o == orders else base[o]
+            )
 
         out[orders] = jax.jvp(residual, (jnp.zeros((), dtype),), (jnp.ones((), dtype),))[1]
     values = jax.jvp(
-        lambda v: problem.residual_field(v, lambda o: zeros), (zeros,), (jnp.ones_like(zeros),)
+        lambda v: problem.residual_field(v, lambda o: base[o]),
+        (base[zero],),
+        (jnp.ones_like(base[zero]),),
     )[1]
-    zero = (0,) * problem.dim
     out[zero] = out.get(zero, 0.0) + values
     return out
 
@@ -250,10 +263,10 @@ class _Preconditioner(eqx.Module):
 
 
 def _preconditioner(
-    problem: Problem, basis: SpectralBasis, scale_b: Array, scale_r: Array
+    problem: Problem, basis: SpectralBasis, scale_b: Array, scale_r: Array, z: Array
 ) -> _Preconditioner:
     dtype = basis.color[0].dtype
-    coefficients = _residual_coefficients(problem, dtype)
+    coefficients = _residual_coefficients(problem, lambda orders: basis.field(z, orders), dtype)
     diagonal = jnp.ones(problem.shape, dtype)
     for first, c_first in coefficients.items():
         for second, c_second in coefficients.items():
@@ -358,12 +371,16 @@ def profiled_values(
     tolerance: float = CG_TOLERANCE,
     max_iterations: int = MAX_CG_ITERATIONS,
     precondition: bool | str = "auto",
+    num_newton_steps: int = 1,
 ) -> tuple[Float[Array, "*grid"], CGInfo]:
-    r"""The grid values minimising ``objective`` at fixed kernels and precisions, for a PDE
-    whose residual is affine in :math:`u` and its derivatives, by conjugate gradients.
+    r"""The grid values minimising ``objective`` at fixed kernels and precisions, by
+    ``num_newton_steps`` Gauss-Newton steps, each solved by conjugate gradients.
 
-    Equal (to ``tolerance``) to one step of :meth:`Objective.gauss_newton`, without forming
-    an :math:`M \times M` matrix (module docstring). ``start``: grid values to start from
+    Equal (to ``tolerance``) to as many steps of :meth:`Objective.gauss_newton`, without
+    forming an :math:`M \times M` matrix (module docstring); one step is exact for a residual
+    affine in :math:`u` and its derivatives. Each step starts CG from the last step's values,
+    and its preconditioner takes the residual's coefficients linearised there.
+    ``info`` is the last step's. ``start``: grid values to start from
     (default zeros). ``precondition``: ``True`` for the Jacobi-Woodbury preconditioner,
     ``False`` for plain CG in the same coordinates, ``"auto"`` (what :func:`solve` uses) for
     the preconditioner for up to ``PRECONDITIONED_ITERATIONS`` iterations, then, if it has
@@ -385,33 +402,49 @@ def profiled_values(
         return jnp.concatenate([scale_b * mismatch, scale_r * residual.ravel()])
 
     zeros = jnp.zeros(problem.shape, basis.color[0].dtype)
-    offset, forward = jax.linearize(scaled, zeros)
-    backward = jax.linear_transpose(forward, zeros)
+    z = zeros if start is None else kronecker_apply(basis.inverse, start)
+    for _ in range(num_newton_steps):
+        # One Gauss-Newton step: with rho(v) ~ rho(z) + J (v - z), J the Jacobian at z, the
+        # new z solves (I + J'J) v = J'(J z - rho(z)), by CG from z. For an affine residual
+        # J z - rho(z) = -rho(0) for every z: one step is the minimiser.
+        offset, forward = jax.linearize(scaled, z)
+        backward = jax.linear_transpose(forward, z)
 
-    def normal(z: Array) -> Array:
-        return z + backward(forward(z))[0]
+        def normal(v: Array, forward: Callable = forward, backward: Callable = backward) -> Array:
+            return v + backward(forward(v))[0]
 
-    rhs = -backward(offset)[0]
-    z_start = zeros if start is None else kronecker_apply(basis.inverse, start)
+        rhs = backward(forward(z) - offset)[0]
+        z, info = _cg_step(
+            normal, rhs, lambda z=z: _preconditioner(problem, basis, scale_b, scale_r, z),
+            z, tolerance, max_iterations, precondition,
+        )  # fmt: skip
+    return kronecker_apply(basis.color, z), info
+
+
+def _cg_step(
+    normal: Callable[[Array], Array],
+    rhs: Array,
+    preconditioner: Callable[[], _Preconditioner],
+    start: Array,
+    tolerance: float,
+    max_iterations: int,
+    precondition: bool | str,
+) -> tuple[Array, CGInfo]:
+    """:func:`conjugate_gradient` as :func:`profiled_values`'s ``precondition`` says."""
     identity = lambda r: r  # noqa: E731
     if precondition is False:
-        z, info = conjugate_gradient(normal, rhs, identity, z_start, tolerance, max_iterations)
-        return kronecker_apply(basis.color, z), info
-    preconditioner = _preconditioner(problem, basis, scale_b, scale_r)
+        return conjugate_gradient(normal, rhs, identity, start, tolerance, max_iterations)
     if precondition is True:
-        z, info = conjugate_gradient(
-            normal, rhs, preconditioner, z_start, tolerance, max_iterations
-        )
-        return kronecker_apply(basis.color, z), info
+        return conjugate_gradient(normal, rhs, preconditioner(), start, tolerance, max_iterations)
     budget = min(PRECONDITIONED_ITERATIONS, max_iterations)
-    z, info = conjugate_gradient(normal, rhs, preconditioner, z_start, tolerance, budget)
+    z, info = conjugate_gradient(normal, rhs, preconditioner(), start, tolerance, budget)
     done = info.converged
     rest = jnp.where(done, 0, max_iterations - budget)
-    z_plain, info_plain = conjugate_gradient(normal, rhs, identity, z_start, tolerance, rest)
+    z_plain, info_plain = conjugate_gradient(normal, rhs, identity, start, tolerance, rest)
     z = jnp.where(done, z, z_plain)
     info = jax.tree.map(lambda a, b: jnp.where(done, a, b), info, info_plain)
     info = info._replace(iterations=info.iterations + jnp.where(done, 0, budget))
-    return kronecker_apply(basis.color, z), info
+    return z, info
 
 
 __all__ = ["CGInfo", "SpectralBasis", "conjugate_gradient", "profiled_values", "spectral_basis"]
