@@ -151,6 +151,7 @@ class SpectralBasis(eqx.Module):
         return kronecker_apply([f[n] for f, n in zip(self.fields, orders, strict=True)], z)
 
 
+@eqx.filter_jit
 def spectral_basis(
     matrices: Sequence[dict[int, Float[Array, "m m"]]], jitter: float
 ) -> SpectralBasis:
@@ -262,6 +263,7 @@ class _Preconditioner(eqx.Module):
         return scaled - self._apply_transpose(correction) / self.diagonal
 
 
+@eqx.filter_jit
 def _preconditioner(
     problem: Problem, basis: SpectralBasis, scale_b: Array, scale_r: Array, z: Array
 ) -> _Preconditioner:
@@ -362,6 +364,7 @@ def conjugate_gradient(
     return x, CGInfo(iterations, relative, relative <= tolerance)
 
 
+@eqx.filter_jit
 def profiled_values(
     objective: Objective,
     kernels: Sequence[StationaryKernel],
@@ -387,6 +390,9 @@ def profiled_values(
     not converged, plain CG from ``start`` with the rest of ``max_iterations`` (see the
     measurements in the module docstring for why neither alone). ``info.iterations`` counts
     both.
+
+    Compiled whole (``equinox.filter_jit``): called outside ``jit``, the loop and its
+    linearisation are one program, not hundreds of small ones.
 
     Example:
         >>> # see the module docstring

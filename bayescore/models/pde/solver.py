@@ -135,6 +135,7 @@ class GridOperators(NamedTuple):
         return self.gram.derivative_operator(axis, self.matrices[axis][order])
 
 
+@eqx.filter_jit
 def grid_operators(
     problem: Problem, kernels: Sequence[StationaryKernel], jitter: float
 ) -> GridOperators:
@@ -267,6 +268,7 @@ class Objective(eqx.Module):
 
         return scaled
 
+    @eqx.filter_jit
     def gauss_newton(
         self,
         kernels: Sequence[StationaryKernel],
