@@ -52,9 +52,10 @@ def no_cache_writes():
 
     Suite runs on 2 workers lost a worker to a segfault inside XLA's compile of the CG
     tests' loop, run op by op, late in the run (never alone); the library now compiles
-    ``profiled_values``, ``spectral_basis`` and ``grid_operators`` whole, after which a full
-    run was clean. Kept: no other test compiles these programs, so the cache would not serve
-    them anyway.
+    ``profiled_values``, ``spectral_basis`` and ``grid_operators`` whole, and the crash moved
+    to other late compiles (a FunBaT doctest): not this module's programs, a limit the
+    worker reaches late in a run is suspected. Kept: no other test compiles these programs,
+    so the cache would not serve them anyway.
     """
     option = "jax_persistent_cache_min_compile_time_secs"
     before = getattr(jax.config, option)
