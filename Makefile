@@ -25,8 +25,9 @@ demo: $(VENV)/.installed-bench
 	$(BIN)/bayescore demo $(DEMO_ARGS)
 
 # --reruns 1: a test that fails is run once more, on a fresh worker if it crashed its worker.
-# The tests use fixed seeds, so a real failure fails twice; what a rerun absorbs is a worker
-# killed by a segfault inside XLA's compiler, seen about once per suite run on 2 CPU cores.
+# The tests use fixed seeds, so a real failure fails twice. The crashes once seen about once
+# per suite run (a worker out of memory mappings, dying inside XLA's compiler) are prevented
+# by conftest.py; the rerun stays as insurance against a worker killed by its host.
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n 2 --reruns 1 $(PYTEST_ARGS)
 

@@ -48,14 +48,10 @@ def x64():
 
 @pytest.fixture(autouse=True)
 def no_cache_writes():
-    """This module's programs are not written to the shared compilation cache.
-
-    Suite runs on 2 workers lost a worker to a segfault inside XLA's compile of the CG
-    tests' loop, run op by op, late in the run (never alone); the library now compiles
-    ``profiled_values``, ``spectral_basis`` and ``grid_operators`` whole, and the crash moved
-    to other late compiles (a FunBaT doctest): not this module's programs, a limit the
-    worker reaches late in a run is suspected. Kept: no other test compiles these programs,
-    so the cache would not serve them anyway.
+    """This module's programs are not written to the shared compilation cache: no other
+    test compiles them, so the cache would not serve them, and each write takes the cache's
+    file lock. (The worker crashes once blamed on these writes were the worker running out
+    of memory mappings; the root ``conftest.py`` bounds them.)
     """
     option = "jax_persistent_cache_min_compile_time_secs"
     before = getattr(jax.config, option)
