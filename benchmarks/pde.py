@@ -15,7 +15,9 @@ Runners, each in its own process (float64):
   L-BFGS on the kernels with the grid values profiled out (1-D: ``LBFGS_STEPS``
   iterations at the noise levels ``NOISE_LEVELS``, a continuation in the precisions, with
   the iterate (scored every ``CHECK_EVERY``) and the level chosen by the PDE residual on a
-  staggered validation grid of N - 1 points, which needs no solution data;
+  staggered validation grid of N - 1 points, which needs no solution data; between the
+  levels the kernel keeps its k largest components, k chosen by the profiled objective
+  (``prune_components``), and the level before such a pruning is not a candidate;
   2-D: ``LBFGS_STEPS_CG`` iterations at the same noise levels, chosen the same way, with
   the grid values from conjugate gradients (``method="profile_cg"``, at most
   ``CG_ITERATIONS`` per solve); for Allen-Cahn's nonlinear residual ``NEWTON_STEPS``

@@ -35,7 +35,12 @@ from bayescore.models.pde.cases import (
     source,
 )
 from bayescore.models.pde.profiled_cg import profiled_values, spectral_basis
-from bayescore.models.pde.solver import _Profiled, initial_parameters
+from bayescore.models.pde.solver import (
+    _Profiled,
+    _regularised_least_squares,
+    initial_parameters,
+    prune_components,
+)
 
 DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "gphm"
 
@@ -263,6 +268,86 @@ def test_noise_continuation_returns_the_level_with_the_smallest_validation_resid
     last = solve(poisson_sin(), spectral_mixture(4, 0.5), num_lbfgs_steps=5,
                  relative_noise=(1e-3, 1e-6), progress=False)  # fmt: skip
     assert last.info.selected == 1 and all(np.isnan(s) for _, s in last.info.stages)
+
+
+def test_regularised_least_squares_is_accurate_where_the_normal_equations_are_not():
+    # G = U diag(s) V^T with singular values 1e-2 .. 1e10, as the scaled boundary and residual
+    # rows of a tight noise level: I + G^T G has condition 1e20, beyond float64. The exact
+    # minimiser of |G d - t|^2 + |d - s|^2 from the SVD (diagonal, accurate) is the oracle.
+    rng = np.random.default_rng(0)
+    rows, cols = 60, 50
+    u = np.linalg.qr(rng.normal(size=(rows, rows)))[0][:, :cols]
+    v = np.linalg.qr(rng.normal(size=(cols, cols)))[0]
+    singular = np.logspace(-2, 10, cols)
+    jacobian = u @ np.diag(singular) @ v.T
+    target, shift = rng.normal(size=rows), rng.normal(size=cols)
+    exact = v @ ((singular * (u.T @ target) + v.T @ shift) / (singular**2 + 1))
+    got = _regularised_least_squares(jnp.asarray(jacobian), jnp.asarray(target), jnp.asarray(shift))
+    assert np.linalg.norm(got - exact) < 1e-6 * np.linalg.norm(exact)
+    # the normal equations lose it entirely (relative error about 1 here)
+    normal = np.eye(cols) + jacobian.T @ jacobian
+    by_normal = np.linalg.solve(normal, jacobian.T @ target + shift)
+    assert np.linalg.norm(by_normal - exact) > 1e-2 * np.linalg.norm(exact)
+
+
+def sin20_problem(size):
+    # u = sin(20 x) on [0, 2 pi]: four points per period on 100 points, as the paper's
+    # poisson_1d-single_sin (sin(100 x) on 400 points)
+    return Problem(lambda u, d, x: d["xx"] + 400.0 * jnp.sin(20.0 * x[0]), (0.0, 2 * np.pi),
+                   size, boundary=[Dirichlet(lambda x: jnp.sin(20.0 * x[0]))])  # fmt: skip
+
+
+def test_pruning_keeps_the_objectives_choice_and_never_raises_it():
+    problem = sin20_problem(100)
+    kernel = CASES["poisson_1d-single_sin"]._replace(max_frequency=4.0).kernel("GM", 8)
+    first = solve(problem, kernel, boundary_weight=200.0, num_lbfgs_steps=10,
+                  relative_noise=1e-6, progress=False)  # fmt: skip
+    objective = Objective(problem, boundary_weight=200.0, jitter=first.jitter, bounded=True)
+    params = initial_parameters(problem, first.kernels)._replace(
+        values=first.values,
+        kernels=objective.raw(first.kernels),
+        log_precision_boundary=first.log_precision_boundary,
+        log_precision_residual=first.log_precision_residual,
+    )
+    profiled = _Profiled(objective, (first.log_precision_boundary, first.log_precision_residual),
+                         first.values, 1)  # fmt: skip
+    before = float(profiled(params.kernels))
+    pruned, kept = prune_components(objective, params, 1)
+    after = float(profiled(pruned.kernels))
+    assert after <= before
+    # every candidate count scored: the one kept has the smallest objective
+    weights = np.asarray(params.kernels[0].log_weight)
+    scores = {}
+    for count in (1, 2, 3, 5, 8):
+        drop = np.argsort(-weights)[count:]
+        log_weight = jnp.asarray(weights).at[drop].set(weights.max() - 50.0)
+        candidate = (eqx.tree_at(lambda k: k.log_weight, params.kernels[0], log_weight),)
+        scores[count] = float(profiled(candidate))
+    assert kept == (min(scores, key=scores.get),)
+    assert after == pytest.approx(scores[kept[0]], rel=1e-9)
+    # pruned weights are off; the kept ones are unchanged
+    share = np.exp(np.asarray(pruned.kernels[0].log_weight) - weights.max())
+    assert np.sum(share > 1e-15) == kept[0]
+
+
+def test_solve_prunes_between_levels_and_chooses_among_the_levels_after():
+    problem, validation = sin20_problem(100), sin20_problem(99)
+    kernel = CASES["poisson_1d-single_sin"]._replace(max_frequency=4.0).kernel("StM", 8)
+    settings = {"boundary_weight": 200.0, "num_lbfgs_steps": (20, 10), "progress": False,
+                "relative_noise": (1e-6, 1e-8), "validation": validation}  # fmt: skip
+    pruned = solve(problem, kernel, **settings)
+    kept = pruned.info.kept
+    assert len(kept) == 1 and 1 <= kept[0][0] <= 8
+    assert len(pruned.components(threshold=1e-12)[0]) == kept[0][0]
+    if kept[0][0] < 8:  # the level before a pruning is not a candidate
+        assert pruned.info.selected == 1
+    unpruned = solve(problem, kernel, prune=False, **settings)
+    assert unpruned.info.kept == ()
+    x = jnp.linspace(0.0, 2 * np.pi, 300)
+    error = {name: relative_l2(s.predict(x[:, None]), jnp.sin(20.0 * x))
+             for name, s in (("pruned", pruned), ("unpruned", unpruned))}  # fmt: skip
+    # 3.7e-7 pruned (one component kept), 7.5e-6 unpruned
+    assert error["pruned"] < 1e-6 and error["pruned"] < error["unpruned"]
 
 
 def test_bad_noise_levels_and_validation_raise():

@@ -32,6 +32,7 @@ from bayescore.models.pde.solver import (
     Parameters,
     SolveInfo,
     grid_operators,
+    prune_components,
     solve,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "matern",
     "mode_product",
     "numpyro_model",
+    "prune_components",
     "solve",
     "solve_pinn",
     "spectral_mixture",
