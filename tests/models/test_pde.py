@@ -337,10 +337,10 @@ def test_solve_prunes_between_levels_and_chooses_among_the_levels_after():
                 "relative_noise": (1e-6, 1e-8), "validation": validation}  # fmt: skip
     pruned = solve(problem, kernel, **settings)
     kept = pruned.info.kept
-    assert len(kept) == 1 and 1 <= kept[0][0] <= 8
+    # the objective keeps one of the eight components here (deterministic: fixed grid, start)
+    assert len(kept) == 1 and kept[0][0] < 8
     assert len(pruned.components(threshold=1e-12)[0]) == kept[0][0]
-    if kept[0][0] < 8:  # the level before a pruning is not a candidate
-        assert pruned.info.selected == 1
+    assert pruned.info.selected == 1  # the level before a pruning is not a candidate
     unpruned = solve(problem, kernel, prune=False, **settings)
     assert unpruned.info.kept == ()
     x = jnp.linspace(0.0, 2 * np.pi, 300)
