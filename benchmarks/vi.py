@@ -90,8 +90,9 @@ from numpyro.infer.autoguide import AutoIAFNormal, AutoMultivariateNormal, AutoN
 from numpyro.infer.importance import _compute_log_weights
 
 import bayescore as bc
+from bayescore.core.prng import unrolled
 from bayescore.inference import vi
-from bayescore.models.flows import masked_autoregressive_flow
+from bayescore.models.flows import masked_autoregressive_flow, unroll_layers
 
 SEED = core.SEED
 DRAWS = 16
@@ -379,11 +380,13 @@ def time_estimators(family: Any, target: Any, steps: int, repeats: int, label: s
 
     def runner(estimator: Any) -> Any:
         def loss(params: Any, key: Any) -> Any:
-            q = paramax.unwrap(eqx.combine(params, static))
+            q = unroll_layers(paramax.unwrap(eqx.combine(params, static)))  # as bc.fit does
             return estimator.surrogate(q, log_density, vi.elbo(), key, 64)[0]
 
         @jax.jit
         def many(params: Any, key: Any) -> Any:
+            key = unrolled(key)  # as bc.fit's loop does
+
             def step(params: Any, t: Any) -> Any:
                 grads = jax.grad(loss)(params, jax.random.fold_in(key, t))
                 return jax.tree.map(lambda p, g: p - 1e-6 * g, params, grads), None

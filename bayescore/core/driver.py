@@ -46,6 +46,7 @@ from bayescore.core.errors import (
     check_positive_int,
 )
 from bayescore.core.kernel import Method, as_method
+from bayescore.core.prng import unrolled
 from bayescore.core.progress import ProgressBar, tick
 from bayescore.core.result import Result
 from bayescore.core.target import Target, named_leaves
@@ -601,6 +602,7 @@ def _scan_steps(
     on_first_device = phase.mesh is None
 
     over_chains = _vmap_chains(transition, chain_keys.shape[0])
+    chain_keys = unrolled(chain_keys)  # the same draws, hashed without JAX's rolled CPU loop
 
     def body(carry: Any, step: Array) -> tuple[Any, Any]:
         keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, step)

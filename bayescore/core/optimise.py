@@ -24,6 +24,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from bayescore.core.checkpoint import open_checkpoint
 from bayescore.core.errors import ArgumentError, check_positive_int
+from bayescore.core.prng import unrolled
 from bayescore.core.progress import ProgressBar, tick
 
 
@@ -55,9 +56,15 @@ def guarded_update(
         >>> tuple(params.tolist())
         (1.0, 1.0)
     """
-    updates, new_state = optimizer.update(grads, opt_state, params)
-    new_params = eqx.apply_updates(params, updates)
-    return keep_if_finite((loss, grads), (new_params, new_state), (params, opt_state))
+    finite = _all_finite((loss, grads))
+
+    def step(_: None) -> tuple[Any, Any]:
+        updates, new_state = optimizer.update(grads, opt_state, params)
+        return eqx.apply_updates(params, updates), new_state
+
+    # One branch taken, not a select per leaf: leaf-wise jnp.where over the parameters and
+    # the optimiser state cost as much as the rest of a small flow's step on CPU.
+    return jax.lax.cond(finite, step, lambda _: (params, opt_state), None)
 
 
 def keep_if_finite[T](check: Any, new: T, old: T) -> T:
@@ -73,8 +80,12 @@ def keep_if_finite[T](check: Any, new: T, old: T) -> T:
         >>> keep_if_finite(jnp.array([1.0, jnp.inf]), jnp.zeros(2), jnp.ones(2)).tolist()
         [1.0, 1.0]
     """
-    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(check)]))
+    finite = _all_finite(check)
     return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+
+def _all_finite(tree: Any) -> Array:
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
 def optimise(
@@ -182,6 +193,7 @@ def _scan(
 ) -> tuple[tuple[Any, Any, Any], Array, Array]:
     """Steps ``start, ..., start + length - 1`` of ``num_steps`` from ``carry = (params,
     optimiser state, running mean of the iterates or None)``."""
+    key = unrolled(key)  # the same draws, hashed without JAX's rolled CPU loop
 
     def step(carry: tuple[Any, Any, Any], t: Array) -> tuple[tuple[Any, Any, Any], Any]:
         params, opt_state, mean = carry

@@ -16,7 +16,7 @@ import numpyro.distributions as dist
 import optax
 import paramax
 import pytest
-from flowjax.bijections import TriangularAffine
+from flowjax.bijections import Chain, Scan, TriangularAffine
 from flowjax.distributions import StandardNormal, Transformed
 from flowjax.experimental.numpyro import register_params
 
@@ -30,6 +30,7 @@ from bayescore.models.flows import (
     radial_flow,
     smooth_flow,
     to_numpyro,
+    unroll_layers,
 )
 
 COVARIANCE = jnp.array([[1.0, 0.6], [0.6, 0.5]])
@@ -364,3 +365,29 @@ def test_inverse_autoregressive_flow_fits_by_reverse_kl():
     )
     kl = float(np.mean(history["loss"][-200:])) + log_z  # KL(q||p) ≥ 0, small after fitting
     assert -0.01 < kl < 0.03
+
+
+def test_unrolled_layers_are_the_same_flow_and_long_stacks_stay_scanned():
+    """``unroll_layers``: the Scan's layers as a Chain give the same draws, densities and
+    parameter gradients; a Scan longer than ``max_layers`` is left as it is."""
+    key = jax.random.key(0)
+    flow = masked_autoregressive_flow(
+        key, base_dist=StandardNormal((3,)), invert=False, flow_layers=3, nn_width=8
+    )
+    flow = paramax.unwrap(flow)
+    unrolled = unroll_layers(flow)
+    assert isinstance(unrolled.bijection, Chain) and len(unrolled.bijection.bijections) == 3
+    draws, log_q = flow.sample_and_log_prob(jax.random.key(1), (5,))
+    draws_u, log_q_u = unrolled.sample_and_log_prob(jax.random.key(1), (5,))
+    np.testing.assert_allclose(np.asarray(draws_u), np.asarray(draws), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(log_q_u), np.asarray(log_q), rtol=1e-5, atol=1e-5)
+
+    def mean_log_q(f, unroll):
+        f = unroll_layers(f) if unroll else f
+        return jnp.mean(f.sample_and_log_prob(jax.random.key(2), (4,))[1])
+
+    grads = eqx.filter_grad(lambda f: mean_log_q(f, False))(flow)
+    grads_u = eqx.filter_grad(lambda f: mean_log_q(f, True))(flow)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_u), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+    assert isinstance(unroll_layers(flow, max_layers=2).bijection, Scan)

@@ -50,6 +50,7 @@ from bayescore.core.target import Target
 from bayescore.inference.vi.estimators import Estimator, check, reparameterisation
 from bayescore.inference.vi.families import check_family
 from bayescore.inference.vi.objectives import Objective, as_objective, elbo
+from bayescore.models.flows.train import unroll_layers
 
 logger = logging.getLogger(__name__)
 DRAWS_PER_STEP = 64  # default draws per step: num_groups * num_particles
@@ -314,7 +315,7 @@ def fit(
     loss_fn = _Surrogate(
         estimator,
         objective,
-        static,
+        _Constants(static),
         target,
         jax.random.fold_in(key, MINIBATCH_STREAM),
         num_groups,
@@ -375,7 +376,7 @@ class _Surrogate(eqx.Module):
 
     estimator: Estimator
     objective: Objective
-    static: Any
+    static: Any = eqx.field(static=True)  # a _Constants: compiled in, not passed
     target: Target  # with a mesh, its data placed on it (shard_data)
     stream_key: PRNGKeyArray  # the minibatch stream's
     num_groups: int = eqx.field(static=True)
@@ -400,8 +401,54 @@ class _Surrogate(eqx.Module):
                 return target.logdensity(unravel(x))
             return target.logdensity_subsample(unravel(x), indices)
 
-        q = paramax.unwrap(eqx.combine(params, self.static))
+        # a small flow's layers unrolled: a Scan's while loop costs more than its layers
+        q = unroll_layers(paramax.unwrap(eqx.combine(params, self.static.tree())))
         return self.estimator.surrogate(q, log_density, self.objective, key, self.num_groups)
+
+
+class _Constants:
+    """The family's non-trainable leaves (autoregressive masks, permutations, functions) as
+    constants of the compiled loop: hashed and compared by value, so an equal family reuses
+    the loop, and XLA folds them (a traced permutation is a gather whose gradient is a
+    scatter; a constant one is a fixed shuffle). Arrays over ``MAX_CONSTANT`` elements stay
+    arrays (traced)."""
+
+    MAX_CONSTANT = 65_536
+
+    def __init__(self, tree: Any) -> None:
+        leaves, self.treedef = jax.tree.flatten(tree)
+        self.leaves = tuple(
+            np.asarray(leaf) if eqx.is_array(leaf) and leaf.size <= self.MAX_CONSTANT else leaf
+            for leaf in leaves
+        )
+        self._key = tuple(
+            (leaf.shape, leaf.dtype.str, leaf.tobytes())
+            if isinstance(leaf, np.ndarray)
+            else _hashable(leaf)
+            for leaf in self.leaves
+        )
+
+    def tree(self) -> Any:
+        return jax.tree.unflatten(self.treedef, self.leaves)
+
+    def __hash__(self) -> int:
+        return hash((self.treedef, self._key))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Constants)
+            and self.treedef == other.treedef
+            and self._key == other._key
+        )
+
+
+def _hashable(leaf: Any) -> Any:
+    """``leaf`` if it hashes, else its identity (kept alive by the holder, so never reused)."""
+    try:
+        hash(leaf)
+    except TypeError:
+        return ("id", id(leaf))
+    return leaf
 
 
 @eqx.filter_jit

@@ -20,7 +20,7 @@ from bayescore.models.flows.flows import (
 )
 from bayescore.models.flows.score import sample_with_score
 from bayescore.models.flows.smooth import SmoothCoupling, SmoothMixture, smooth_mixture
-from bayescore.models.flows.train import fit_to_data, fit_to_density
+from bayescore.models.flows.train import fit_to_data, fit_to_density, unroll_layers
 
 __all__ = [
     "Planar",
@@ -40,4 +40,5 @@ __all__ = [
     "smooth_flow",
     "smooth_mixture",
     "to_numpyro",
+    "unroll_layers",
 ]
