@@ -33,7 +33,10 @@ def test_unrolled_keys_draw_the_bits_of_threefry_keys(draw):
         key = jax.random.key(seed)
         eager = np.asarray(fn(unrolled(key), shape))
         np.testing.assert_array_equal(eager, np.asarray(fn(key, shape)))
-        # compiled, the key rewrapped inside the program as the loops do
+        if shape != (3,):
+            continue
+        # compiled, the key rewrapped inside the program as the loops do (one case: each
+        # compile costs seconds)
         compiled = jax.jit(lambda k, shape=shape: fn(unrolled(k), shape))(key)
         original = jax.jit(lambda k, shape=shape: fn(k, shape))(key)
         if jnp.issubdtype(original.dtype, jnp.floating):
