@@ -28,10 +28,8 @@ demo: $(VENV)/.installed-bench
 # The tests use fixed seeds, so a real failure fails twice. The crashes once seen about once
 # per suite run (a worker out of memory mappings, dying inside XLA's compiler) are prevented
 # by conftest.py; the rerun stays as insurance against a worker killed by its host.
-# --dist worksteal: a worker that runs out of tests takes half of the other's queue, so the
-# run does not end with one worker idle behind the other's slow tests.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n 2 --dist worksteal --reruns 1 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --reruns 1 $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/bayescore bench $(BENCH_ARGS)
