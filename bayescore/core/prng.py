@@ -53,11 +53,9 @@ def threefry_2x32(k1: Array, k2: Array, x1: Array, x2: Array) -> tuple[Array, Ar
 
 
 def _counters(shape: tuple[int, ...]) -> tuple[Array, Array]:
-    """The high and low words of the row-major index of every element of ``shape``."""
-    size = int(np.prod(shape, dtype=np.int64))
-    if size >= 2**32:
-        raise NotImplementedError("draws of 2**32 numbers or more at once")
-    low = jnp.arange(size, dtype=jnp.uint32).reshape(shape)
+    """The high and low words of the row-major index of every element of ``shape`` (fewer
+    than 2**32 elements: the high words are zero)."""
+    low = jnp.arange(int(np.prod(shape, dtype=np.int64)), dtype=jnp.uint32).reshape(shape)
     return jnp.zeros_like(low), low
 
 
@@ -66,6 +64,8 @@ def _seed(seed: Array) -> Array:
 
 
 def _split(key: Array, shape: tuple[int, ...]) -> Array:
+    if int(np.prod(shape, dtype=np.int64)) >= 2**32:  # counters need a high word: JAX's own
+        return threefry_prng_impl.split(key, shape)
     first, second = threefry_2x32(key[0], key[1], *_counters(shape))
     return jnp.stack([first, second], axis=first.ndim)
 

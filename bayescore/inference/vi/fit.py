@@ -410,8 +410,9 @@ class _Constants:
     """The family's non-trainable leaves (autoregressive masks, permutations, functions) as
     constants of the compiled loop: hashed and compared by value, so an equal family reuses
     the loop, and XLA folds them (a traced permutation is a gather whose gradient is a
-    scatter; a constant one is a fixed shuffle). Arrays over ``MAX_CONSTANT`` elements stay
-    arrays (traced)."""
+    scatter; a constant one is a fixed shuffle). Arrays over ``MAX_CONSTANT`` elements are
+    keyed by identity instead of by their bytes (hashing them per call would cost more than
+    a recompile); they are compiled in as well."""
 
     MAX_CONSTANT = 65_536
 
