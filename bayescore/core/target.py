@@ -126,7 +126,10 @@ class Target(eqx.Module):
 
         The model is traced once: latent sites become the unconstrained parameters, observed
         sites are checked for NaN/inf, plate names become ArviZ dims, and subsampled plates
-        (``subsample_size=B``) enable :meth:`logdensity_estimate`.
+        (``subsample_size=B``) enable :meth:`logdensity_estimate`. The trace puts each
+        continuous latent site at a point of its support (the image of zeros under
+        ``biject_to(support)``) rather than drawing it from the prior, so no sampler is
+        compiled; a model that raises there is traced again with prior draws.
 
         Raises:
             DataError: an array argument holds NaN, inf or non-real values (strings,
@@ -155,7 +158,7 @@ class Target(eqx.Module):
         kwargs = jax.tree.map(_to_device, dict(kwargs))
         finder = _Plates(model)
         try:
-            model_trace = handlers.trace(handlers.seed(finder, 0)).get_trace(*args, **kwargs)
+            model_trace = _shape_trace(finder, args, kwargs)
         except Exception as error:  # the user's model raised while being traced
             raise _model_error(model, error) from error
         plates = tuple(finder.subsampled.values())
@@ -170,9 +173,7 @@ class Target(eqx.Module):
             # data shorter than the plate, fail here rather than inside a sampler.
             indices = _draw_subsample(plates, jax.random.key(0))
             try:
-                batch_trace = handlers.trace(handlers.seed(_Plates(model, indices), 0)).get_trace(
-                    *args, **kwargs
-                )
+                batch_trace = _shape_trace(_Plates(model, indices), args, kwargs)
                 _check_subsampled_observations(batch_trace, plates)
             except ShapeError:
                 raise
@@ -742,9 +743,7 @@ class Target(eqx.Module):
         """
         if not self.observed:
             return {}
-        model_trace = handlers.trace(handlers.seed(self.full_model, 0)).get_trace(
-            *self.model_args, **self.model_kwargs
-        )
+        model_trace = _shape_trace(self.full_model, self.model_args, self.model_kwargs)
         return {site.name: np.asarray(model_trace[site.name]["value"]) for site in self.observed}
 
     def pointwise_log_likelihood(
@@ -846,6 +845,38 @@ class _Plates(Messenger):
         value = jnp.arange(size) if value is None else jnp.asarray(value)
         msg["value"] = value
         msg["args"] = (size, value.shape[0])
+
+
+class _SupportPoints(Messenger):
+    """Give each continuous latent site a point of its support instead of a prior draw: the
+    image of zeros under ``biject_to(support)``, the point the unconstrained parameters start
+    from. Tracing a model for its sites' shapes and its data then runs no sampler (a Gamma,
+    Beta or Dirichlet draw compiles a rejection sampler: seconds on CPU, once per shape).
+    Discrete sites, and supports without a bijection, are drawn as before.
+    """
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
+            return
+        support = msg["fn"].support
+        if getattr(support, "is_discrete", False):
+            return
+        try:
+            transform = biject_to(support)
+            shape = msg["fn"].shape(msg["kwargs"].get("sample_shape", ()))
+            msg["value"] = transform(jnp.zeros(transform.inverse_shape(shape)))
+        except Exception:  # no bijection for this support (dependent, say): drawn instead
+            return
+
+
+def _shape_trace(model: Callable, args: tuple, kwargs: dict) -> Any:
+    """The trace of ``model(*args, **kwargs)`` with latent sites at points of their supports
+    (:class:`_SupportPoints`), for the sites' shapes, plates and observed values; a model that
+    raises at those points is traced again with prior draws, as NumPyro would run it."""
+    try:
+        return handlers.trace(handlers.seed(_SupportPoints(model), 0)).get_trace(*args, **kwargs)
+    except Exception:
+        return handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
 
 
 def _draw_subsample(plates: tuple[SubsamplePlate, ...], key: PRNGKeyArray) -> dict[str, Array]:

@@ -170,6 +170,34 @@ def test_site_metadata_names_plates_and_unconstrained_shapes():
     assert simplex.site_dims()["counts"] == ["trial", "counts_dim_1"]
 
 
+def test_tracing_for_shapes_draws_no_continuous_latent_and_falls_back_when_the_model_raises():
+    seen = []
+
+    def model(counts, picky=False):
+        rate = numpyro.sample("rate", dist.Gamma(2.0, 1.0).expand([2]).to_event(1))
+        probs = numpyro.sample("probs", dist.Dirichlet(jnp.ones(3)), sample_shape=(4,))
+        switch = numpyro.sample("switch", dist.Bernoulli(0.5))  # discrete: drawn
+        seen.append((rate, probs, switch))
+        if picky and bool(jnp.all(rate == 1.0)):  # raises at the support point only
+            raise ValueError("a model that cannot run at rate = 1")
+        numpyro.sample("counts", dist.Poisson(rate.sum() * probs[0]), obs=counts)
+
+    counts = jnp.array([1.0, 2.0, 0.0])
+    target = bc.Target.from_numpyro(model, counts)
+    rate, probs, switch = seen[0]
+    # the image of zeros under biject_to(support): exp(0) = 1 and the simplex's centre
+    np.testing.assert_array_equal(rate, jnp.ones(2))
+    np.testing.assert_allclose(probs, jnp.full((4, 3), 1 / 3), rtol=1e-6)
+    assert switch.shape == ()
+    shapes = {site.name: (site.shape, site.unconstrained_shape) for site in target.latent}
+    assert shapes == {"rate": ((2,), (2,)), "probs": ((4, 3), (4, 2)), "switch": ((), ())}
+    np.testing.assert_array_equal(target.observed_data()["counts"], counts)
+    seen.clear()
+    picky = bc.Target.from_numpyro(model, counts, picky=True)  # traced again with draws
+    assert [site.name for site in picky.latent] == ["rate", "probs", "switch"]
+    assert not bool(jnp.all(seen[-1][0] == 1.0))
+
+
 def test_constrain_and_unconstrain_are_inverse():
     model, args, kwargs = MODELS["lkj_normal"]
     target = bc.Target.from_numpyro(model, *args, **kwargs)
