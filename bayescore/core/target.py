@@ -849,9 +849,10 @@ class _Plates(Messenger):
 
 class _SupportPoints(Messenger):
     """Give each continuous latent site a point of its support instead of a prior draw: the
-    image of zeros under ``biject_to(support)``, the point the unconstrained parameters start
-    from. Tracing a model for its sites' shapes and its data then runs no sampler (a Gamma,
-    Beta or Dirichlet draw compiles a rejection sampler: seconds on CPU, once per shape).
+    image of zeros under ``biject_to(support)`` (the centre of the range ``Target.init``
+    draws its unconstrained starting points from). Tracing a model for its sites' shapes and
+    its data then runs no sampler (a Gamma, Beta or Dirichlet draw compiles a rejection
+    sampler: seconds on CPU, once per shape).
     Discrete sites, and supports without a bijection, are drawn as before.
     """
 
