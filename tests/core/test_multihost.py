@@ -56,7 +56,9 @@ def start(path, devices, **layout):
     }
     env |= {
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        # the session's flags (the root conftest.py's) and the forced device count
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+        f"--xla_force_host_platform_device_count={devices}".strip(),
         **{f"BAYESCORE_{name.upper()}": str(value) for name, value in layout.items()},
     }
     return subprocess.Popen(
