@@ -670,8 +670,8 @@ def convergence_rows(quick: bool) -> tuple[list[dict[str, Any]], dict[str, float
     seeds = 2 if quick else QUALITY_SEEDS
     target = bc.Target.from_numpyro(funnel)
     guide = AutoNormal(funnel)
-    svi = SVI(funnel, guide, optax.adam(LEARNING_RATE), Trace_ELBO(num_particles=DRAWS))
     optimizer = optax.adam(LEARNING_RATE)
+    svi = SVI(funnel, guide, optimizer, Trace_ELBO(num_particles=DRAWS))
     rows = []
     for steps in steps_list:
         for runner in ("bayescore", "numpyro AutoNormal"):
