@@ -8,6 +8,7 @@ GP-HM paper's test cases.
 """
 
 from bayescore.models.pde import cases
+from bayescore.models.pde.collocation import KroneckerSum, collocation_values, kronecker_sum
 from bayescore.models.pde.kernels import (
     GaussianSpectralMixture,
     MaternSpectralMixture,
@@ -41,6 +42,7 @@ __all__ = [
     "GPSolution",
     "GaussianSpectralMixture",
     "KroneckerCholesky",
+    "KroneckerSum",
     "MaternSpectralMixture",
     "Neumann",
     "GridOperators",
@@ -52,9 +54,11 @@ __all__ = [
     "SolveInfo",
     "StationaryKernel",
     "cases",
+    "collocation_values",
     "grid_operators",
     "kronecker_apply",
     "kronecker_cholesky",
+    "kronecker_sum",
     "matern",
     "mode_product",
     "numpyro_model",

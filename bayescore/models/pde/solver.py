@@ -81,6 +81,7 @@ from bayescore.core.errors import (
     check_positive_int,
 )
 from bayescore.core.optimise import adam, minimise_lbfgs, optimise
+from bayescore.models.pde.collocation import KroneckerSum, collocation_values, kronecker_sum
 from bayescore.models.pde.kernels import StationaryKernel, spectral_mixture
 from bayescore.models.pde.kronecker import KroneckerCholesky, kronecker_apply, kronecker_cholesky
 from bayescore.models.pde.problem import Problem, derivative_orders
@@ -359,6 +360,10 @@ class _Profiled(eqx.Module):
     ``cg_tolerance`` set, from :func:`~bayescore.models.pde.profiled_cg.profiled_values`
     (matrix-free).
 
+    With ``collocation`` set, :math:`\hat{\mathcal U}` is the exact collocation solution
+    (:mod:`~bayescore.models.pde.collocation`), the inner minimiser's limit as the precisions
+    grow.
+
     The gradient is :math:`\partial_\theta\mathcal L` at :math:`\hat{\mathcal U}` held fixed
     (``jax.lax.stop_gradient``): at the exact inner minimiser
     :math:`\partial_{\mathcal U}\mathcal L = 0`, so the term through
@@ -374,8 +379,12 @@ class _Profiled(eqx.Module):
     num_newton_steps: int = eqx.field(static=True)
     cg_tolerance: float | None = eqx.field(static=True, default=None)
     max_cg_iterations: int = eqx.field(static=True, default=MAX_CG_ITERATIONS)
+    collocation: KroneckerSum | None = None
 
     def values(self, kernels: tuple[StationaryKernel, ...]) -> Array:
+        if self.collocation is not None:  # not differentiable (Schur): held fixed anyway
+            kernels = jax.lax.stop_gradient(kernels)
+            return collocation_values(self.collocation, self.objective.operators(kernels))
         if self.cg_tolerance is not None:
             return profiled_values(
                 self.objective, kernels, self.log_precisions, self.start,
@@ -869,6 +878,11 @@ def solve(
        ``method="profile_cg"`` profiles too, solving for the grid values by conjugate
        gradients in per-axis spectral coordinates (matrix-free, ``num_newton_steps``
        Gauss-Newton steps for a nonlinear PDE, :mod:`~bayescore.models.pde.profiled_cg`);
+       ``method="collocation"`` profiles with the exact collocation solution, a direct
+       Sylvester solve per kernel, for a linear PDE whose operator is a sum of one-axis
+       terms with constant coefficients (Poisson, advection) with Dirichlet data on every
+       face, on a 1-D or 2-D grid (:mod:`~bayescore.models.pde.collocation`; it solves the
+       advection case, where conjugate gradients stall);
        ``method="joint"`` optimises grid values and kernels together (matrix-free, any
        grid, any PDE). ``"auto"`` profiles densely when the grid has at most
        ``max_dense_size`` points, else uses ``"profile_cg"`` (on 2-D Allen-Cahn at
@@ -891,7 +905,9 @@ def solve(
             per noise level; or one count per level of ``relative_noise`` (later levels start
             near their optimum and need few: a warm start at tighter precisions is stiff,
             and each iteration's line search can take many evaluations).
-        method: ``"profile"``, ``"profile_cg"``, ``"joint"`` or ``"auto"`` (see above).
+        method: ``"profile"``, ``"profile_cg"``, ``"collocation"``, ``"joint"`` or
+            ``"auto"`` (see above). A problem that ``"collocation"`` cannot solve raises
+            :class:`~bayescore.core.errors.ArgumentError` saying why.
         log_precision: :math:`(\log\tau_1, \log\tau_2)` for phase 2; default from
             ``relative_noise``.
         relative_noise: phase 2's noise standard deviations relative to the data's scale:
@@ -977,12 +993,14 @@ def solve(
             method = "profile"
         else:
             method = "profile_cg"
-    if method not in ("profile", "profile_cg", "joint"):
+    if method not in ("profile", "profile_cg", "collocation", "joint"):
         raise ArgumentError(
-            f"method must be 'profile', 'profile_cg', 'joint' or 'auto', got {method!r}. "
-            "'profile' solves for the grid values exactly at each kernel (dense, small grids), "
-            "'profile_cg' by conjugate gradients (matrix-free); 'joint' does not."
+            f"method must be 'profile', 'profile_cg', 'collocation', 'joint' or 'auto', got "
+            f"{method!r}. 'profile' solves for the grid values exactly at each kernel (dense, "
+            "small grids), 'profile_cg' by conjugate gradients (matrix-free), 'collocation' "
+            "by a direct Sylvester solve (linear PDEs, 1-D and 2-D); 'joint' does not."
         )
+    collocation = kronecker_sum(problem) if method == "collocation" else None
     if method == "profile" and problem.size > max_dense_size:
         raise ArgumentError(
             f"method='profile' factors a dense {problem.size} x {problem.size} matrix (grid "
@@ -1027,7 +1045,7 @@ def solve(
             params = _phase_two(
                 objective, params, log_precision, level, method, cg, steps,
                 num_rounds, num_newton_steps, losses, progress, validation, check_every,
-                loop_steps,
+                loop_steps, collocation,
             )  # fmt: skip
             score = math.nan
             if validation is not None:
@@ -1089,12 +1107,14 @@ def _phase_two(
     validation: Problem | None = None,
     check_every: int = 1,
     loop_steps: int | None = None,
+    collocation: KroneckerSum | None = None,
 ) -> Parameters:
     """L-BFGS with the precisions held at one noise level (:func:`solve`'s phase 2); with a
     ``validation`` problem, the iterate with the smallest validation residual. ``loop_steps``:
-    the compiled loop's length (:func:`~bayescore.core.optimise.minimise_lbfgs`)."""
+    the compiled loop's length (:func:`~bayescore.core.optimise.minimise_lbfgs`);
+    ``collocation``: the grid solve of ``method="collocation"``."""
     log_precisions = _phase_two_precisions(
-        objective, params, log_precision, relative_noise, method, cg
+        objective, params, log_precision, relative_noise, method, cg, collocation
     )
     criterion = None
     if validation is not None:
@@ -1108,10 +1128,11 @@ def _phase_two(
         description = f"GP-HM L-BFGS ({method})" + (
             f" {number + 1}/{num_rounds}" if num_rounds > 1 else ""
         )
-        if method in ("profile", "profile_cg"):
+        if method in ("profile", "profile_cg", "collocation"):
             profiled = _Profiled(
-                objective, log_precisions, params.values, num_newton_steps, *(cg or ())
-            )
+                objective, log_precisions, params.values, num_newton_steps, *(cg or ()),
+                collocation=collocation,
+            )  # fmt: skip
             if cg is not None:
                 # Every CG solve starts from the grid values at the round's initial kernel:
                 # the kernels move little per evaluation, so each solve resumes close to
@@ -1195,6 +1216,7 @@ def _phase_two_precisions(
     relative_noise: float,
     method: str,
     cg: tuple[float, int] | None = None,
+    collocation: KroneckerSum | None = None,
 ) -> tuple[Array, Array]:
     dtype = params.values.dtype
     if log_precision is not None:
@@ -1207,9 +1229,11 @@ def _phase_two_precisions(
     # Adam) and, when profiling, a first grid solve's at the initial kernel.
     log_tau_r = -2.0 * math.log(relative_noise * scale_r)
     scales = [_rms(problem.boundary_field(zeros, lambda orders: zeros)), _rms(params.values)]
-    if method in ("profile", "profile_cg"):
+    if method in ("profile", "profile_cg", "collocation"):
         start = (jnp.asarray(log_tau_r, dtype),) * 2
-        profiled = _Profiled(objective, start, params.values, 1, *(cg or ()))
+        profiled = _Profiled(
+            objective, start, params.values, 1, *(cg or ()), collocation=collocation
+        )
         scales.append(_rms(_profiled_values(profiled, params.kernels)))
     scale_u = max(scales)
     log_tau_b = -2.0 * math.log(relative_noise * (scale_u or scale_r))
