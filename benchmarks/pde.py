@@ -19,8 +19,8 @@ Runners, each in its own process (float64):
   levels the kernel keeps its k largest components, k chosen by the profiled objective
   (``prune_components``), and the level before such a pruning is not a candidate;
   2-D: ``LBFGS_STEPS_CG`` iterations at the same noise levels, chosen the same way; for the
-  linear cases (Poisson, advection) the grid values are the exact collocation solution at
-  each kernel, a direct Sylvester solve (``method="collocation"``, jitter
+  linear cases (Poisson, advection) the grid values of GM and StM are the exact collocation
+  solution at each kernel, a direct Sylvester solve (``method="collocation"``, jitter
   ``COLLOCATION_JITTER``: its derivative matrices K'(K + εI)⁻¹ are the
   more accurate the smaller ε), for 2-D Allen-Cahn's nonlinear residual they
   come from conjugate gradients (``method="profile_cg"``, at most ``CG_ITERATIONS`` per
@@ -28,7 +28,9 @@ Runners, each in its own process (float64):
   iteration at each of the longer continuation ``NOISE_LEVELS_NONLINEAR`` (from the zero
   start, a tight level first converges to a worse stationary point).
 * **SE / Matern**: the same solver with the baselines' kernels (no spectral mixture, Q = 30
-  as the reference's ``SE_1d``/``Matern52_1d``).
+  as the reference's ``SE_1d``/``Matern52_1d``); in 2-D always ``method="profile_cg"`` (with
+  collocation, SE on ``poisson_2d-sin_add_cos`` ran over 10 minutes: L-BFGS's line search
+  took many evaluations).
 * **PINN**: ``solve_pinn`` (tanh MLP 4×64, ``PINN_ADAM`` Adam steps then ``PINN_LBFGS``
   L-BFGS) on the same ``Problem``; 1-D cases only.
 
@@ -127,7 +129,7 @@ def timed(
         if case.equation == "allen-cahn":
             settings.update(num_newton_steps=NEWTON_STEPS, relative_noise=NOISE_LEVELS_NONLINEAR,
                             num_lbfgs_steps=(1,) * len(NOISE_LEVELS_NONLINEAR))  # fmt: skip
-        else:  # a linear PDE, its operator a Kronecker sum: the direct grid solve
+        elif runner in ("GM", "StM"):  # a linear PDE, a Kronecker sum: the direct solve
             del settings["max_cg_iterations"]
             settings.update(method="collocation", jitter=COLLOCATION_JITTER)
         solution = solve(problem, case.kernel(runner), boundary_weight=case.boundary_weight,

@@ -34,7 +34,7 @@ from bayescore.models.pde.cases import (
     relative_l2,
     source,
 )
-from bayescore.models.pde.collocation import collocation_values, kronecker_sum
+from bayescore.models.pde.collocation import collocation_values, kronecker_sum, sylvester
 from bayescore.models.pde.profiled_cg import profiled_values, spectral_basis
 from bayescore.models.pde.solver import (
     _Profiled,
@@ -776,3 +776,24 @@ def test_collocation_rejects_what_it_cannot_solve():
     cube = Problem(lambda u, d, x: d["xx"], [(0, 1)] * 3, (4, 4, 4), boundary=[Dirichlet(0.0)])
     with pytest.raises(ArgumentError, match="3-D"):
         kronecker_sum(cube)
+
+
+def test_sylvester_gradient_equals_the_dense_solves():
+    keys = jax.random.split(jax.random.key(3), 4)
+    a = jax.random.normal(keys[0], (5, 5)) + 4 * jnp.eye(5)
+    b = jax.random.normal(keys[1], (3, 3)) + 3 * jnp.eye(3)
+    c = jax.random.normal(keys[2], (5, 3))
+    weights = jax.random.normal(keys[3], (5, 3))
+
+    def dense(a, b, c):  # row-major vec: (A ⊗ I + I ⊗ Bᵀ) vec X = vec C
+        system = jnp.kron(a, jnp.eye(3)) + jnp.kron(jnp.eye(5), b.T)
+        return jnp.linalg.solve(system, c.ravel()).reshape(5, 3)
+
+    def loss(solver):
+        return lambda a, b, c: jnp.sum(weights * solver(a, b, c))
+
+    np.testing.assert_allclose(sylvester(a, b, c), dense(a, b, c), rtol=1e-10, atol=1e-12)
+    ours = jax.grad(loss(sylvester), argnums=(0, 1, 2))(a, b, c)
+    exact = jax.grad(loss(dense), argnums=(0, 1, 2))(a, b, c)
+    for got, want in zip(ours, exact, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

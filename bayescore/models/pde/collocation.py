@@ -151,8 +151,8 @@ def collocation_values(structure: KroneckerSum, operators: object) -> Float[Arra
 
     ``operators`` is the problem's :class:`~bayescore.models.pde.GridOperators` at the
     kernels (its :meth:`~bayescore.models.pde.GridOperators.operator` gives
-    :math:`D_j^{(n)}`). Traceable; not differentiated (the solver holds the grid values fixed
-    in the kernels' gradient).
+    :math:`D_j^{(n)}`). Traceable and differentiable (:func:`sylvester`), so the kernels'
+    gradient of the profiled objective counts how the grid values move with them.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -186,9 +186,47 @@ def collocation_values(structure: KroneckerSum, operators: object) -> Float[Arra
         return grid.at[inner].set(jnp.linalg.solve(a[inner, inner], right))
     a, b = matrices
     right = (structure.forcing - a @ grid - grid @ b.T)[inner, inner]
+    return grid.at[inner, inner].set(sylvester(a[inner, inner], b[inner, inner].T, right))
+
+
+@jax.custom_vjp
+def sylvester(a: Array, b: Array, c: Array) -> Array:
+    r"""The solution :math:`X` of :math:`AX + XB = C`, differentiable.
+
+    ``jax.scipy.linalg.solve_sylvester`` (Bartels-Stewart on the CPU, where JAX's Schur
+    decomposition runs; its eigenvector form elsewhere), which JAX cannot differentiate
+    through the Schur decomposition; the gradient is the adjoint equation's instead:
+    :math:`A^\top\Lambda + \Lambda B^\top = \bar X`, then :math:`\bar C = \Lambda`,
+    :math:`\bar A = -\Lambda X^\top`, :math:`\bar B = -X^\top\Lambda`: one more solve.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from bayescore.models.pde.collocation import sylvester
+        >>> a, b = jnp.array([[2.0, 1.0], [0.0, 3.0]]), jnp.array([[1.0, 0.0], [1.0, 1.0]])
+        >>> x = sylvester(a, b, jnp.eye(2))
+        >>> bool(jnp.allclose(a @ x + x @ b, jnp.eye(2), atol=1e-6))
+        True
+    """
+    return _solve_sylvester(a, b, c)
+
+
+def _solve_sylvester(a: Array, b: Array, c: Array) -> Array:
     method = "schur" if jax.default_backend() == "cpu" else "eigen"  # schur: CPU only
-    solved = jsl.solve_sylvester(a[inner, inner], b[inner, inner].T, right, method=method)
-    return grid.at[inner, inner].set(jnp.real(solved).astype(dtype))
+    return jnp.real(jsl.solve_sylvester(a, b, c, method=method)).astype(c.dtype)
+
+
+def _sylvester_forward(a: Array, b: Array, c: Array) -> tuple[Array, tuple[Array, ...]]:
+    x = _solve_sylvester(a, b, c)
+    return x, (a, b, x)
+
+
+def _sylvester_backward(saved: tuple[Array, ...], cotangent: Array) -> tuple[Array, ...]:
+    a, b, x = saved
+    adjoint = _solve_sylvester(a.T, b.T, cotangent)
+    return -adjoint @ x.T, -x.T @ adjoint, adjoint
+
+
+sylvester.defvjp(_sylvester_forward, _sylvester_backward)
 
 
 def _constant(field: np.ndarray, name: str, tolerance: float) -> float:
@@ -230,4 +268,4 @@ def _boundary_grid(problem: Problem, dtype: object) -> Array:
     return jnp.asarray(grid.reshape(problem.shape), dtype)
 
 
-__all__ = ["KroneckerSum", "collocation_values", "kronecker_sum"]
+__all__ = ["KroneckerSum", "collocation_values", "kronecker_sum", "sylvester"]
