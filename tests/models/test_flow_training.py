@@ -339,9 +339,10 @@ def test_flowjax_families_train_by_maximum_likelihood_to_the_oracle(family):
         flow = coupling_flow(key, base_dist=StandardNormal((2,)), transformer=transformer)
     draws = jax.random.multivariate_normal(jax.random.key(1), MEAN, COVARIANCE, (8000,))
     train, test = draws[:4000], draws[4000:]
-    flow, _ = fit_to_data(
-        jax.random.key(2), flow, train, learning_rate=3e-3, max_epochs=40, progress=False
-    )
+    # patience 20: with flowjax's default of 5 the noisy validation loss stopped the spline
+    # flow after 17 epochs, short of its fit (gap 0.065 here; 0.033 after 39 epochs)
+    flow, _ = fit_to_data(jax.random.key(2), flow, train, learning_rate=3e-3, max_epochs=100,
+                          max_patience=20, progress=False)  # fmt: skip
     oracle = dist.MultivariateNormal(MEAN, COVARIANCE).log_prob(test)
     # The oracle's mean test log-likelihood has a standard error of sd(oracle)/√4000 ≈ 0.016;
     # a fitted flow falls short of it by its KL from the truth, which should be small.
