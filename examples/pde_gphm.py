@@ -2,7 +2,8 @@
 
 Run: ``python examples/pde_gphm.py`` (add ``--quick`` for coarse 2-D grids and few steps).
 
-Solves, with a Gaussian spectral-mixture GP (``bayescore.models.pde.solve``, float64):
+Solves, with a Gaussian spectral-mixture GP (Allen–Cahn: the Matérn-5/2 mixture;
+``bayescore.models.pde.solve``, float64):
 
 * 1-D Poisson ``u'' = f`` with ``u = sin(100x)`` on [0, 2π], 400 collocation points (and,
   unless quick, with the squared-exponential baseline);

@@ -32,10 +32,21 @@ The PDE is imposed on :math:`\mathcal U` through :math:`D_j^{(n)}` along one axi
 as the reference code does; the objective imposes it on the GP conditional mean, which
 differs from :math:`\mathcal U` at the grid points by the jitter's effect only.
 
+A PDE that is nonlinear in :math:`u` alone, :math:`\sum_j \mathcal A_j u + g(u, x) = f`
+(Allen-Cahn's :math:`\Delta u + u(u^2 - 1) = f`, any reaction-diffusion equation), is solved
+by Newton's method on the same collocation equations. In 1-D each step is a dense solve with
+the Jacobian :math:`A + \operatorname{diag}\,\partial_u g`; in 2-D it is GMRES
+(``jax.scipy.sparse.linalg.gmres``) on the exact Jacobian-vector product, preconditioned by
+the Kronecker sum with the grid mean of :math:`\partial_u g` as its constant shift, solved by
+one eigendecomposition per axis (computed once per kernel; each application is four matrix
+products). The derivative terms' coefficients must still be constant.
+
 Written here: no JAX library solves collocation systems of GP derivative operators.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -44,11 +55,19 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Float
 
-from bayescore.core.errors import ArgumentError
+from bayescore.core.errors import ArgumentError, check_positive_int
 from bayescore.models.pde.problem import Dirichlet, Problem, _boundary_values
 
 # Coefficients that vary over the grid by more than this (relative) are not constant.
 CONSTANT_TOLERANCE = 1e-9
+NEWTON_STEPS = 4
+"""Newton steps per grid solve of a nonlinear PDE (from the previous solve's values)."""
+KRYLOV_SIZE = 30
+"""GMRES's largest Krylov subspace per Newton step in 2-D (one cycle, no restart)."""
+KRYLOV_TOLERANCE = 1e-6
+"""GMRES stops a Newton step's solve at this residual relative to its right side (inexact
+Newton: on 2-D Allen-Cahn 1e-6 gave the 1e-10 solve's grid values to 1e-13 in two thirds of
+the time; 1e-4 made the first step from zero too rough and Newton diverged)."""
 
 
 class KroneckerSum(eqx.Module):
@@ -56,9 +75,13 @@ class KroneckerSum(eqx.Module):
 
     Attributes:
         coefficients: per axis, ``((order, c), ...)``: :math:`A_j = \sum c\,D_j^{(n)}`;
-            order 0 (the :math:`u` term, on the first axis) is the identity.
+            order 0 (the :math:`u` term, on the first axis) is the identity. For a nonlinear
+            PDE, the derivative terms only (the :math:`u` term is the residual's).
         forcing: :math:`f` on the grid (the PDE reads :math:`\sum_j A_j u = f`).
         boundary: the Dirichlet data at the boundary points, zero inside.
+        problem: the problem, when its residual is nonlinear in :math:`u` (solved by
+            Newton's method); ``None`` when it is affine.
+        num_newton_steps: Newton steps per solve (nonlinear only).
 
     Example:
         >>> import jax.numpy as jnp
@@ -73,14 +96,17 @@ class KroneckerSum(eqx.Module):
     coefficients: tuple[tuple[tuple[int, float], ...], ...] = eqx.field(static=True)
     forcing: Float[Array, "*grid"]
     boundary: Float[Array, "*grid"]
+    problem: Problem | None = None
+    num_newton_steps: int = eqx.field(static=True, default=NEWTON_STEPS)
 
 
-def kronecker_sum(problem: Problem) -> KroneckerSum:
+def kronecker_sum(problem: Problem, num_newton_steps: int = NEWTON_STEPS) -> KroneckerSum:
     """The :class:`KroneckerSum` of ``problem``, or an error that says why it has none.
 
-    ``problem`` must be 1-D or 2-D, its residual affine in :math:`u` and its derivatives with
-    constant coefficients, every derivative along one axis (no :math:`u_{xy}`), and its
-    conditions Dirichlet data on every face.
+    ``problem`` must be 1-D or 2-D, every derivative along one axis (no :math:`u_{xy}`) with a
+    constant coefficient, and its conditions Dirichlet data on every face. The residual may
+    be nonlinear in :math:`u` itself (then ``problem`` is kept, and each grid solve takes
+    ``num_newton_steps`` Newton steps), not in its derivatives.
 
     Example:
         >>> from bayescore.models.pde import Dirichlet, Problem, kronecker_sum
@@ -109,7 +135,6 @@ def kronecker_sum(problem: Problem) -> KroneckerSum:
     # rounding of the residual's own arithmetic, relative to its size
     tolerance = 1e3 * float(jnp.finfo(dtype).eps) * (1.0 + float(np.max(np.abs(offset))))
     coefficients: list[dict[int, float]] = [{} for _ in problem.shape]
-    coefficients[0][0] = _constant(residual(ones, {}) - offset, "u", tolerance)
     for key, order in orders.items():
         axes = [axis for axis, n in enumerate(order) if n]
         if len(axes) != 1:
@@ -120,6 +145,7 @@ def kronecker_sum(problem: Problem) -> KroneckerSum:
         coefficients[axes[0]][order[axes[0]]] = _constant(
             residual(zeros, {order: ones}) - offset, key, tolerance
         )
+    u_term = residual(ones, {}) - offset
     # affine with these coefficients: the residual of random fields is reproduced
     keys = jax.random.split(jax.random.key(0), len(orders) + 1)
     values = jax.random.normal(keys[0], problem.shape, dtype)
@@ -127,32 +153,75 @@ def kronecker_sum(problem: Problem) -> KroneckerSum:
         order: jax.random.normal(k, problem.shape, dtype)
         for k, order in zip(keys[1:], orders.values(), strict=True)
     }
-    expected = offset + coefficients[0][0] * np.asarray(values)
+    expected = offset + u_term * np.asarray(values)
     for order in orders.values():
         axis = next(axis for axis, n in enumerate(order) if n)
         expected = expected + coefficients[axis][order[axis]] * np.asarray(fields[order])
     actual = residual(values, fields)
     scale = 1.0 + float(np.max(np.abs(expected)))
-    if not np.max(np.abs(actual - expected)) <= max(1e-6 * scale, 10 * tolerance):
-        raise ArgumentError(
-            "method='collocation' solves linear PDEs: the residual is not affine in u and its "
-            "derivatives (e.g. Allen-Cahn's u**3). Pass method='profile_cg', which takes "
-            "Gauss-Newton steps."
-        )
+    affine = bool(np.max(np.abs(actual - expected)) <= max(1e-6 * scale, 10 * tolerance))
+    if affine:
+        coefficients[0][0] = _constant(u_term, "u", tolerance)
+    else:
+        _check_derivative_terms(problem, coefficients, tolerance)
     terms = tuple(
         tuple((n, c) for n, c in sorted(axis_terms.items()) if c != 0.0)
         for axis_terms in coefficients
     )
-    return KroneckerSum(terms, jnp.asarray(-offset, dtype), _boundary_grid(problem, dtype))
+    return KroneckerSum(
+        terms,
+        jnp.asarray(-offset, dtype),
+        _boundary_grid(problem, dtype),
+        None if affine else problem,
+        check_positive_int("num_newton_steps", num_newton_steps),
+    )
 
 
-def collocation_values(structure: KroneckerSum, operators: object) -> Float[Array, "*grid"]:
+def _check_derivative_terms(
+    problem: Problem, coefficients: list[dict[int, float]], tolerance: float
+) -> None:
+    """That a residual that is not affine is nonlinear in ``u`` alone: its derivative with
+    respect to each derivative field is the constant read at zero, at random states."""
+    dtype = jnp.result_type(float)
+    orders = problem._orders
+    for seed in (1, 2):
+        keys = jax.random.split(jax.random.key(seed), len(orders) + 1)
+        values = jax.random.normal(keys[0], problem.shape, dtype)
+        fields = [jax.random.normal(k, problem.shape, dtype) for k in keys[1:]]
+        for index, (key, order) in enumerate(zip(problem.derivatives, orders, strict=True)):
+
+            def residual(
+                field: Array, index: int = index, values: Array = values, fields: list = fields
+            ) -> Array:
+                changed = fields[:index] + [field] + fields[index + 1 :]
+                state = dict(zip(orders, changed, strict=True))
+                return problem.residual_field(values, lambda o: state[o])
+
+            slope = jax.jvp(residual, (fields[index],), (jnp.ones_like(values),))[1]
+            axis = next(axis for axis, n in enumerate(order) if n)
+            expected = coefficients[axis][order[axis]]
+            error = float(jnp.max(jnp.abs(slope - expected)))
+            if not error <= max(1e-6 * (1.0 + abs(expected)), 10 * tolerance):
+                raise ArgumentError(
+                    f"method='collocation' solves PDEs that are linear in the derivatives with "
+                    f"constant coefficients (nonlinear in u alone, as Allen-Cahn's u**3); the "
+                    f"residual's slope in {key!r} is not the constant {expected:.6g} everywhere "
+                    f"(off by up to {error:.3g} at a random state). Pass method='profile_cg'."
+                )
+
+
+def collocation_values(
+    structure: KroneckerSum, operators: object, start: Float[Array, "*grid"] | None = None
+) -> Float[Array, "*grid"]:
     r"""The grid values that satisfy the PDE at every interior point and the Dirichlet data.
 
     ``operators`` is the problem's :class:`~bayescore.models.pde.GridOperators` at the
     kernels (its :meth:`~bayescore.models.pde.GridOperators.operator` gives
-    :math:`D_j^{(n)}`). Traceable and differentiable (:func:`sylvester`), so the kernels'
-    gradient of the profiled objective counts how the grid values move with them.
+    :math:`D_j^{(n)}`). Traceable and, for a linear PDE, differentiable (:func:`sylvester`),
+    so the kernels' gradient of the profiled objective counts how the grid values move with
+    them. A nonlinear PDE (``structure.problem`` set) is solved by Newton's method from
+    ``start`` (its interior values; the boundary data when ``None``): the module docstring
+    says how.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -170,6 +239,22 @@ def collocation_values(structure: KroneckerSum, operators: object) -> Float[Arra
         True
     """
     grid = structure.boundary
+    matrices = _axis_matrices(structure, operators)
+    if structure.problem is not None:
+        return _newton(structure, operators, matrices, start)
+    inner = slice(1, -1)
+    if grid.ndim == 1:
+        (a,) = matrices
+        right = (structure.forcing - a @ grid)[inner]
+        return grid.at[inner].set(jnp.linalg.solve(a[inner, inner], right))
+    a, b = matrices
+    right = (structure.forcing - a @ grid - grid @ b.T)[inner, inner]
+    return grid.at[inner, inner].set(sylvester(a[inner, inner], b[inner, inner].T, right))
+
+
+def _axis_matrices(structure: KroneckerSum, operators: object) -> list[Array]:
+    r""":math:`A_j = \sum_n c_{j,n} D_j^{(n)}`, one dense matrix per axis."""
+    grid = structure.boundary
     dtype = grid.dtype
     matrices = []
     for axis, terms in enumerate(structure.coefficients):
@@ -179,14 +264,80 @@ def collocation_values(structure: KroneckerSum, operators: object) -> Float[Arra
             term = jnp.eye(size, dtype=dtype) if order == 0 else operators.operator(axis, order)
             matrix = matrix + coefficient * term.astype(dtype)
         matrices.append(matrix)
-    inner = slice(1, -1)
+    return matrices
+
+
+def _newton(
+    structure: KroneckerSum, operators: object, matrices: list[Array], start: Array | None
+) -> Array:
+    """Newton's method on the collocation equations of a PDE nonlinear in ``u`` (module
+    docstring): ``structure.num_newton_steps`` steps from ``start``'s interior values."""
+    problem = structure.problem
+    grid = structure.boundary
+    inner = (slice(1, -1),) * grid.ndim
+    derivative_matrices = {
+        order: operators.operator(axis, order[axis]).astype(grid.dtype)
+        for order in problem._orders
+        for axis in range(grid.ndim)
+        if order[axis]
+    }
+
+    def fields(values: Array) -> dict[tuple[int, ...], Array]:
+        out = {}
+        for order, matrix in derivative_matrices.items():
+            axis = next(axis for axis, n in enumerate(order) if n)
+            out[order] = jnp.moveaxis(jnp.tensordot(matrix, values, axes=(1, axis)), 0, axis)
+        return out
+
+    def residual(interior: Array) -> Array:
+        values = grid.at[inner].set(interior)
+        state = fields(values)
+        return problem.residual_field(values, lambda order: state[order])[inner]
+
+    def u_slope(interior: Array) -> Array:
+        """The residual's derivative in ``u`` at every interior point, fields held fixed."""
+        values = grid.at[inner].set(interior)
+        state = fields(values)
+        tangent = jnp.ones_like(values)
+        slope = jax.jvp(
+            lambda v: problem.residual_field(v, lambda order: state[order]), (values,), (tangent,)
+        )[1]
+        return slope[inner]
+
+    interior = (grid if start is None else start.astype(grid.dtype))[inner]
     if grid.ndim == 1:
-        (a,) = matrices
-        right = (structure.forcing - a @ grid)[inner]
-        return grid.at[inner].set(jnp.linalg.solve(a[inner, inner], right))
-    a, b = matrices
-    right = (structure.forcing - a @ grid - grid @ b.T)[inner, inner]
-    return grid.at[inner, inner].set(sylvester(a[inner, inner], b[inner, inner].T, right))
+        for _ in range(structure.num_newton_steps):
+            value, jacobian = residual(interior), jax.jacfwd(residual)(interior)
+            interior = interior - jnp.linalg.solve(jacobian, value)
+        return grid.at[inner].set(interior)
+    a, b = (matrix[inner] for matrix in matrices)
+    precondition = _kronecker_sum_inverse(a, b)
+    for _ in range(structure.num_newton_steps):
+        value, jacobian = jax.linearize(residual, interior)
+        shift = jnp.mean(u_slope(interior))
+        step, _ = jax.scipy.sparse.linalg.gmres(
+            jacobian, -value, tol=KRYLOV_TOLERANCE, atol=0.0, restart=KRYLOV_SIZE, maxiter=1,
+            M=lambda c, shift=shift: precondition(c, shift), solve_method="incremental",
+        )  # fmt: skip
+        interior = interior + step
+    return grid.at[inner].set(interior)
+
+
+def _kronecker_sum_inverse(a: Array, b: Array) -> Callable[[Array, Array], Array]:
+    r"""``solve(c, s)``: :math:`X` with :math:`(A + sI)X + XB^\top = C`, from one
+    eigendecomposition per matrix (:math:`A = V\Lambda V^{-1}`): four matrix products per
+    solve, exact up to the eigenvectors' conditioning, which a Krylov method that uses it as
+    a preconditioner corrects."""
+    eig_a, vec_a = jnp.linalg.eig(a)
+    eig_b, vec_b = jnp.linalg.eig(b)
+    inv_a, inv_b = jnp.linalg.inv(vec_a), jnp.linalg.inv(vec_b)
+
+    def solve(c: Array, shift: Array) -> Array:
+        y = inv_a @ c.astype(inv_a.dtype) @ inv_b.T
+        y = y / (eig_a[:, None] + eig_b[None, :] + shift)
+        return jnp.real(vec_a @ y @ vec_b.T).astype(c.dtype)
+
+    return solve
 
 
 @jax.custom_vjp
