@@ -25,10 +25,10 @@ Runners, each in its own process (float64):
   more accurate the smaller ε); for 2-D Allen-Cahn, nonlinear in u alone, the same
   collocation equations are solved by Newton's method (GMRES preconditioned by the
   Kronecker sum; GM at jitter ``COLLOCATION_JITTER_GM_NONLINEAR``, where its validation
-  residual was smaller). SE and Matérn on 2-D Allen-Cahn (not run) would take conjugate
-  gradients (``method="profile_cg"``, at most ``CG_ITERATIONS`` per solve) inside
-  ``NEWTON_STEPS`` Gauss-Newton steps per grid solve, with one L-BFGS iteration at each of
-  the longer continuation ``NOISE_LEVELS_NONLINEAR``.
+  residual was smaller). SE and Matérn on 2-D Allen-Cahn take conjugate gradients
+  (``method="profile_cg"``, at most ``CG_ITERATIONS`` per solve) inside ``NEWTON_STEPS``
+  Gauss-Newton steps per grid solve, with one L-BFGS iteration at each of the longer
+  continuation ``NOISE_LEVELS_NONLINEAR``.
 * **SE / Matern**: the same solver with the baselines' kernels (no spectral mixture, Q = 30
   as the reference's ``SE_1d``/``Matern52_1d``); in 2-D always ``method="profile_cg"`` (with
   collocation, SE on ``poisson_2d-sin_add_cos`` ran over 10 minutes: L-BFGS's line search
