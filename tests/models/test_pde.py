@@ -835,6 +835,31 @@ def test_solve_by_collocation_reaches_an_allen_cahn_solution():
     assert relative_l2(solution.predict_grid(axes), truth) <= 1e-4
 
 
+def test_prune_components_with_collocation_keeps_fewer_and_lowers_the_objective():
+    # u = sin(2x + 1) cos(y) is smooth: of 10 components per axis (frequencies up to 5
+    # cycles) a few suffice (kept (1, 5) when written, at precisions near the solver's).
+    # Pruning scores each candidate by the profiled objective at the collocation values, so
+    # the kept kernels' objective is below the start's
+    def exact(x):
+        return jnp.sin(2 * x[0] + 1) * jnp.cos(x[1])
+
+    problem = Problem(lambda u, d, x: d["xx"] + d["yy"] + 5 * exact(x), [(0, 1), (0, 1)],
+                      (20, 20), boundary=[Dirichlet(exact)])  # fmt: skip
+    objective = Objective(problem, jitter=1e-8, bounded=True)
+    params = initial_parameters(problem, (spectral_mixture(10, 5.0),) * 2)
+    params = params._replace(kernels=objective.raw(params.kernels),
+                             log_precision_boundary=jnp.asarray(27.6),
+                             log_precision_residual=jnp.asarray(23.0))  # fmt: skip
+    structure = kronecker_sum(problem)
+    profiled = _Profiled(objective, (params.log_precision_boundary,
+                                     params.log_precision_residual), params.values, 1,
+                         collocation=structure)  # fmt: skip
+    pruned, kept = prune_components(objective, params, collocation=structure)
+    assert all(count < 10 for count in kept)
+    assert float(profiled(pruned.kernels)) < float(profiled(params.kernels))
+    np.testing.assert_allclose(pruned.values, profiled.values(pruned.kernels), atol=1e-12)
+
+
 def test_collocation_rejects_what_it_cannot_solve():
     square = [(0, 1), (0, 1)]
     burgers = Problem(lambda u, d, x: d["xx"] + d["yy"] + u * d["x"], square, (6, 6),

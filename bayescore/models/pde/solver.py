@@ -763,7 +763,10 @@ r"""A pruned component's :math:`\log w` sits this far below the largest kept one
 
 
 def prune_components(
-    objective: Objective, params: Parameters, num_newton_steps: int = 1
+    objective: Objective,
+    params: Parameters,
+    num_newton_steps: int = 1,
+    collocation: KroneckerSum | None = None,
 ) -> tuple[Parameters, tuple[int, ...]]:
     r"""Keep in each kernel only its :math:`k` largest-weight components, :math:`k` chosen
     by the profiled objective; returns the parameters and the counts kept per dimension.
@@ -772,10 +775,11 @@ def prune_components(
     :math:`k` in :data:`PRUNE_CANDIDATES` below the kernel's :math:`Q` (the components not
     pruned yet) and :math:`k = Q`;
     each is scored by :math:`\mathcal L(\hat{\mathcal U}(\theta), \theta)` at the
-    precisions in ``params`` (the grid values solved densely, as ``method="profile"``), and
-    the smallest wins, so nothing is pruned unless the objective falls. A pruned
-    component's log-weight is set :data:`PRUNED_LOG_WEIGHT_GAP` below the largest: it stays
-    in the arrays (the compiled loops keep their shapes) with a gradient of about zero.
+    precisions in ``params`` (the grid values solved densely, as ``method="profile"``, or
+    by ``collocation``, as ``method="collocation"``), and the smallest wins, so nothing is
+    pruned unless the objective falls. A pruned component's log-weight is set
+    :data:`PRUNED_LOG_WEIGHT_GAP` below the largest: it stays in the arrays (the compiled
+    loops keep their shapes) with a gradient of about zero.
 
     This is the Jeffreys prior's pruning done as a discrete step: L-BFGS drives unneeded
     weights down only slowly, since the gradient in :math:`\log w_q` scales with
@@ -804,6 +808,7 @@ def prune_components(
         (params.log_precision_boundary, params.log_precision_residual),
         params.values,
         num_newton_steps,
+        collocation=collocation,
     )
     kernels = tuple(params.kernels)
     counts = []
@@ -937,14 +942,15 @@ def solve(
             level with the smallest is returned: a selection that needs no solution data,
             unlike the reference's best-of-20 test-set checkpoints.
         check_every: how often (in L-BFGS iterations) the validation residual is scored.
-        prune: with ``method="profile"``, between noise levels, keep in each dimension's
-            kernel only its ``k`` largest components, ``k`` chosen by the profiled objective
-            at that level's precisions (:func:`prune_components`; a selection by the
-            training objective). L-BFGS prunes through the Jeffreys prior only slowly: on
-            ``poisson_1d-single_sin`` 30 iterations leave all 30 Matérn components with 3-6 %
-            of the weight each, and keeping the two largest lowers the objective by about
-            1300 nats and the test error from :math:`3\times10^{-6}` to :math:`2\times10^{-8}`.
-            :attr:`SolveInfo.kept` lists the components kept.
+        prune: with ``method="profile"`` or ``"collocation"``, between noise levels, keep
+            in each dimension's kernel only its ``k`` largest components, ``k`` chosen by
+            the profiled objective at that level's precisions (:func:`prune_components`;
+            a selection by the training objective). L-BFGS prunes through the Jeffreys
+            prior only slowly: on ``poisson_1d-single_sin`` 30 iterations leave all 30
+            Matérn components with 3-6 % of the weight each, and keeping the two largest
+            lowers the objective by about 1300 nats and the test error from
+            :math:`3\times10^{-6}` to :math:`2\times10^{-8}`. :attr:`SolveInfo.kept` lists
+            the components kept.
         num_rounds: phase 2 in this many L-BFGS runs, each restarting Gauss-Newton from the
             last grid values (matters for nonlinear PDEs only).
         num_newton_steps: Gauss-Newton steps per grid solve (Newton steps with
@@ -1067,9 +1073,9 @@ def solve(
                 logger.info("GP-HM relative noise %g: validation residual %.3g", level, score)
             stages.append((level, score))
             candidates.append(params)
-            if prune and method == "profile" and (level, steps) != plan[-1]:
+            if prune and method in ("profile", "collocation") and (level, steps) != plan[-1]:
                 sizes = tuple(_active_count(kernel) for kernel in params.kernels)
-                params, counts = prune_components(objective, params, num_newton_steps)
+                params, counts = prune_components(objective, params, num_newton_steps, collocation)
                 kept.append(counts)
                 if counts != sizes:  # a smaller model, chosen by the objective: the levels
                     eligible = len(stages)  # before it are not candidates any more
