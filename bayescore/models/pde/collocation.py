@@ -56,6 +56,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from bayescore.core.errors import ArgumentError, check_positive_int
+from bayescore.models.pde.kronecker import mode_product
 from bayescore.models.pde.problem import Dirichlet, Problem, _boundary_values
 
 # Coefficients that vary over the grid by more than this (relative) are not constant.
@@ -275,19 +276,18 @@ def _newton(
     problem = structure.problem
     grid = structure.boundary
     inner = (slice(1, -1),) * grid.ndim
-    derivative_matrices = {
-        order: operators.operator(axis, order[axis]).astype(grid.dtype)
+    derivative_matrices = {  # order -> (its axis, D of that order along it)
+        order: (axis, operators.operator(axis, order[axis]).astype(grid.dtype))
         for order in problem._orders
         for axis in range(grid.ndim)
         if order[axis]
     }
 
     def fields(values: Array) -> dict[tuple[int, ...], Array]:
-        out = {}
-        for order, matrix in derivative_matrices.items():
-            axis = next(axis for axis, n in enumerate(order) if n)
-            out[order] = jnp.moveaxis(jnp.tensordot(matrix, values, axes=(1, axis)), 0, axis)
-        return out
+        return {
+            order: mode_product(matrix, values, axis)
+            for order, (axis, matrix) in derivative_matrices.items()
+        }
 
     def residual(interior: Array) -> Array:
         values = grid.at[inner].set(interior)

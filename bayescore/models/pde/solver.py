@@ -1005,11 +1005,16 @@ def solve(
     if log_precision is not None:
         _check_log_precision(log_precision)
     affine = _is_affine(problem)
+    if num_newton_steps is None:
+        num_newton_steps = 1 if affine else 4
+    num_newton_steps = check_positive_int("num_newton_steps", num_newton_steps)
+    collocation = None
     if method == "auto":
         if problem.size <= max_dense_size:
             method = "profile"
         else:
-            method = "collocation" if _is_kronecker_sum(problem) else "profile_cg"
+            collocation = _kronecker_sum_or_none(problem, num_newton_steps)
+            method = "profile_cg" if collocation is None else "collocation"
     if method not in ("profile", "profile_cg", "collocation", "joint"):
         raise ArgumentError(
             f"method must be 'profile', 'profile_cg', 'collocation', 'joint' or 'auto', got "
@@ -1024,11 +1029,7 @@ def solve(
             f"{problem.shape}), above max_dense_size={max_dense_size}. Pass method='joint', "
             "or raise max_dense_size if memory allows."
         )
-    if num_newton_steps is None:
-        num_newton_steps = 1 if affine else 4
-    num_newton_steps = check_positive_int("num_newton_steps", num_newton_steps)
-    collocation = None
-    if method == "collocation":
+    if method == "collocation" and collocation is None:
         collocation = kronecker_sum(problem, num_newton_steps)
     problem.check_finite()
     start_time = time.perf_counter()
@@ -1264,13 +1265,12 @@ def _rms(values: Array) -> float:
     return float(jnp.sqrt(jnp.mean(values**2))) if values.size else 0.0
 
 
-def _is_kronecker_sum(problem: Problem) -> bool:
-    """Whether ``method="collocation"`` can solve ``problem`` (:func:`kronecker_sum`)."""
+def _kronecker_sum_or_none(problem: Problem, num_newton_steps: int) -> KroneckerSum | None:
+    """:func:`kronecker_sum`, or ``None`` when ``method="collocation"`` cannot solve it."""
     try:
-        kronecker_sum(problem)
+        return kronecker_sum(problem, num_newton_steps)
     except ArgumentError:
-        return False
-    return True
+        return None
 
 
 def _is_affine(problem: Problem) -> bool:
