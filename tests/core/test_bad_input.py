@@ -1069,6 +1069,7 @@ CASES: list[Case] = [
             "learning_rate": BAD_POSITIVE,
             "num_lbfgs_steps": BAD_NON_NEGATIVE_COUNTS,
             "boundary_weight": BAD_NON_NEGATIVE,
+            "batch_size": BAD_COUNTS,
             "key": WRONG_TYPES,
         },
     ),

@@ -902,3 +902,62 @@ def test_sylvester_gradient_equals_the_dense_solves():
     exact = jax.grad(loss(dense), argnums=(0, 1, 2))(a, b, c)
     for got, want in zip(ours, exact, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------- PINN minibatches
+
+
+def test_pinn_batch_fields_equal_the_full_grid_fields_at_the_batch():
+    """A batch's residuals are the full-grid residuals at its indices (a residual that reads
+    a source array given on the grid, as the paper's cases do), and the boundary mismatches
+    (Dirichlet and Neumann, evaluated at the boundary points alone) equal the full grid's."""
+    from bayescore.models.pde.pinn import PINN, PINNLoss
+
+    shape = (9, 7)
+    axes = (np.linspace(0.0, 1.0, shape[0]), np.linspace(0.0, 2.0, shape[1]))
+    forcing = np.sin(3.0 * axes[0])[:, None] * np.cos(axes[1])[None, :]
+
+    def residual(u, d, x):
+        return d["xx"] + d["yy"] + u**3 - forcing + x[1]
+
+    boundary = [
+        Dirichlet(lambda x: x[0] * x[1], faces=["x-", "x+"]),
+        Neumann(0.5, faces=["y-", "y+"]),
+    ]
+    problem = Problem(residual, [(0.0, 1.0), (0.0, 2.0)], shape, boundary=boundary)
+    network = PINN.build(jax.random.key(1), problem.domain, width=8, depth=2)
+    loss = PINNLoss(problem, batch_size=20)
+    full_residual, full_boundary = loss.fields(network)
+    assert full_boundary.shape == (problem.num_boundary,)
+    index = jax.random.randint(jax.random.key(2), (20,), 0, problem.size)
+    residual_at, boundary_at = loss.fields(network, index)
+    np.testing.assert_allclose(residual_at, full_residual.ravel()[index], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(boundary_at, full_boundary, rtol=1e-12, atol=1e-12)
+    # the loss of a key is that batch's; without a key, the whole grid's
+    drawn = jax.random.randint(jax.random.key(3), (20,), 0, problem.size)
+    expected = jnp.mean(full_residual.ravel()[drawn] ** 2) + jnp.mean(full_boundary**2)
+    np.testing.assert_allclose(loss(network, jax.random.key(3))[0], expected, rtol=1e-12)
+    whole = jnp.mean(full_residual**2) + jnp.mean(full_boundary**2)
+    np.testing.assert_allclose(loss(network)[0], whole, rtol=1e-12)
+
+
+def test_solve_pinn_with_batches_solves_a_smooth_2d_poisson():
+    """u = sin(x) sin(y) on [0, π]² from 256 of 900 grid points per Adam step, then L-BFGS on
+    one fixed draw: the fitted network is within 0.5 % (relative L2) on a finer grid (seeds 0-2
+    reach 0.07-0.10 %)."""
+    from bayescore.models.pde import solve_pinn
+
+    box = [(0.0, np.pi), (0.0, np.pi)]
+    problem = Problem(
+        lambda u, d, x: d["xx"] + d["yy"] + 2.0 * jnp.sin(x[0]) * jnp.sin(x[1]),
+        box,
+        (30, 30),
+        boundary=[Dirichlet(0.0)],
+    )
+    solution = solve_pinn(
+        problem, key=jax.random.key(0), width=16, depth=2, batch_size=256,
+        num_adam_steps=1500, learning_rate=1e-2, num_lbfgs_steps=200, progress=False,
+    )  # fmt: skip
+    axis = np.linspace(0.0, np.pi, 41)
+    exact = np.sin(axis)[:, None] * np.sin(axis)[None, :]
+    assert relative_l2(solution.predict_grid((axis, axis)), exact) < 0.005

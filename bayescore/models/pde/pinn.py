@@ -116,24 +116,55 @@ def _partial(function: Callable[[Array], Array], axis: int) -> Callable[[Array],
 
 
 class PINNLoss(eqx.Module):
-    """The PINN loss (module docstring) on a :class:`Problem`'s grid, of the network."""
+    """The PINN loss (module docstring) on a :class:`Problem`'s grid, of the network.
+
+    With ``batch_size``, the residual term is the mean over ``batch_size`` grid points drawn
+    uniformly (with replacement) by the key of each call, the boundary term still over every
+    boundary point; without a key (or ``batch_size``), over the whole grid.
+    """
 
     problem: Problem
     boundary_weight: float = eqx.field(static=True, default=1.0)
+    batch_size: int | None = eqx.field(static=True, default=None)
 
-    def fields(self, network: PINN) -> tuple[Array, Array]:
-        """The residual on the grid and the boundary mismatches."""
-        points = self.problem.points().reshape(self.problem.dim, -1).T
+    def fields(self, network: PINN, index: Array | None = None) -> tuple[Array, Array]:
+        """The residual on the grid and the boundary mismatches; with flat grid indices
+        ``index``, the residual at those points only.
+
+        The network is evaluated at those points alone; the residual itself is computed on
+        the whole grid with the other points' fields at zero (a residual may read arrays
+        given on the grid, such as a source term) and read back at ``index``.
+        """
+        problem = self.problem
+        flat = problem.points().reshape(problem.dim, -1).T
+        points = flat if index is None else flat[index]
+        cache: dict[tuple[int, ...], Array] = {}
 
         def derivative(orders: tuple[int, ...]) -> Array:
-            return jax.vmap(network.derivative(orders))(points).reshape(self.problem.shape)
+            if orders not in cache:
+                field = jax.vmap(network.derivative(orders))(points)
+                if index is not None:
+                    field = jnp.zeros(problem.size, field.dtype).at[index].set(field)
+                cache[orders] = field.reshape(problem.shape)
+            return cache[orders]
 
-        values = derivative((0,) * self.problem.dim)
-        residual = self.problem.residual_field(values, derivative)
-        return residual, self.problem.boundary_field(values, derivative)
+        values = derivative((0,) * problem.dim)
+        residual = problem.residual_field(values, derivative)
+        if index is not None:
+            residual = residual.ravel()[index]
+
+        def at(orders: tuple[int, ...], boundary: np.ndarray) -> Array:
+            if index is None:
+                return derivative(orders).ravel()[boundary]
+            return jax.vmap(network.derivative(orders))(flat[boundary])
+
+        return residual, problem.boundary_mismatch(at, values.dtype)
 
     def __call__(self, network: PINN, key: Any = None) -> tuple[Array, Array]:
-        residual, mismatch = self.fields(network)
+        index = None
+        if self.batch_size is not None and key is not None:
+            index = jax.random.randint(key, (self.batch_size,), 0, self.problem.size)
+        residual, mismatch = self.fields(network, index)
         loss = jnp.mean(residual**2)
         if mismatch.size:
             loss = loss + self.boundary_weight * jnp.mean(mismatch**2)
@@ -147,14 +178,17 @@ class _ParameterLoss(eqx.Module):
     static: Any
 
     def __call__(self, params: Any, key: Any = None) -> tuple[Array, Array]:
-        return self.loss(eqx.combine(params, self.static))
+        return self.loss(eqx.combine(params, self.static), key)
 
 
 class _LBFGSLoss(eqx.Module):
+    """The deterministic loss L-BFGS needs: the full grid, or one fixed batch (``key``)."""
+
     loss: _ParameterLoss
+    key: Any = None
 
     def __call__(self, params: Any) -> Array:
-        return self.loss(params)[0]
+        return self.loss(params, self.key)[0]
 
 
 class PINNSolution(eqx.Module):
@@ -208,6 +242,7 @@ def solve_pinn(
     learning_rate: float = 1e-3,
     num_lbfgs_steps: int = 500,
     boundary_weight: float = 1.0,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> PINNSolution:
     """Fit a PINN to ``problem`` on its collocation grid: Adam, then L-BFGS.
@@ -224,6 +259,11 @@ def solve_pinn(
         learning_rate: Adam's step size.
         num_lbfgs_steps: then L-BFGS iterations.
         boundary_weight: :math:`\\lambda_b`.
+        batch_size: if given, each Adam step's residual term is the mean over this many
+            grid points drawn at random (a grid of :math:`10^5` points is too many for a
+            full-batch second derivative of the network per step on a CPU), and L-BFGS
+            minimises the loss on one fixed draw of that many points; the boundary term
+            covers every boundary point. ``None``: the whole grid in both phases.
         progress: show a progress bar per phase.
 
     Example:
@@ -241,6 +281,8 @@ def solve_pinn(
     num_lbfgs_steps = check_positive_int("num_lbfgs_steps", num_lbfgs_steps, allow_zero=True)
     learning_rate = check_positive_float("learning_rate", learning_rate)
     boundary_weight = check_positive_float("boundary_weight", boundary_weight, allow_zero=True)
+    if batch_size is not None:
+        batch_size = check_positive_int("batch_size", batch_size)
     key = as_key(key)
     problem.check_finite()
     start = time.perf_counter()
@@ -249,17 +291,18 @@ def solve_pinn(
         num_fourier_features=num_fourier_features, fourier_scale=fourier_scale,
     )  # fmt: skip
     params, static = eqx.partition(network, eqx.is_inexact_array)
-    loss = _ParameterLoss(PINNLoss(problem, boundary_weight), static)
+    loss = _ParameterLoss(PINNLoss(problem, boundary_weight, batch_size), static)
     losses = []
     if num_adam_steps:
         params, adam_losses, _ = optimise(
-            loss, params, adam(learning_rate), jax.random.key(0), num_adam_steps,
+            loss, params, adam(learning_rate), jax.random.fold_in(key, 1), num_adam_steps,
             progress=progress, description="PINN Adam",
         )  # fmt: skip
         losses.append(np.asarray(adam_losses))
     if num_lbfgs_steps:
         params, lbfgs_losses = minimise_lbfgs(
-            _LBFGSLoss(loss), params, num_lbfgs_steps, progress=progress,
+            _LBFGSLoss(loss, None if batch_size is None else jax.random.fold_in(key, 2)),
+            params, num_lbfgs_steps, progress=progress,
             description="PINN L-BFGS",
         )  # fmt: skip
         losses.append(np.asarray(lbfgs_losses))

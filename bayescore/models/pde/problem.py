@@ -293,20 +293,42 @@ class Problem(eqx.Module):
         self, values: Float[Array, "*grid"], derivative: Callable[[tuple[int, ...]], Array]
     ) -> Float[Array, " boundary"]:
         r"""Boundary mismatches (:math:`u - g`, :math:`\partial_n u - h`), all conditions."""
-        parts = [jnp.zeros((0,), values.dtype)]
+
+        def at(orders: tuple[int, ...], index: np.ndarray) -> Array:
+            field = values if not any(orders) else derivative(orders)
+            return field.ravel()[index]
+
+        return self.boundary_mismatch(at, values.dtype)
+
+    def boundary_mismatch(
+        self, at: Callable[[tuple[int, ...], np.ndarray], Array], dtype: Any = None
+    ) -> Float[Array, " boundary"]:
+        """:meth:`boundary_field` of the function whose derivative of per-dimension
+        ``orders`` at the flat (row-major) grid indices ``index`` is ``at(orders, index)``:
+        only the boundary points are evaluated.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from bayescore.models.pde import Dirichlet, Problem
+            >>> problem = Problem(lambda u, d, x: d["xx"], (0, 1), 4, boundary=[Dirichlet(1.0)])
+            >>> problem.boundary_mismatch(lambda orders, index: 3.0 * jnp.ones(len(index))).tolist()
+            [2.0, 2.0]
+        """
+        parts = [jnp.zeros((0,), dtype or jnp.result_type(float))]
         points = self.points() if self.boundary else None
+        zero = (0,) * self.dim
         for condition in self.boundary:
             target = _boundary_values(condition.value, points, self.shape).ravel()
             if isinstance(condition, Dirichlet):
                 index = self._condition_indices(condition)
-                parts.append(values.ravel()[index] - target[index])
+                parts.append(at(zero, index) - target[index])
                 continue
             faces = condition.faces if condition.faces is not None else self.all_faces()
             for face in faces:
                 axis, side = _parse_face(face, self.names)
-                normal = side * derivative(tuple(int(j == axis) for j in range(self.dim)))
                 index = self.face_indices(face)
-                parts.append(normal.ravel()[index] - target[index])
+                orders = tuple(int(j == axis) for j in range(self.dim))
+                parts.append(side * at(orders, index) - target[index])
         return jnp.concatenate(parts)
 
     def check_finite(self) -> None:

@@ -840,10 +840,13 @@ def _active_count(kernel: StationaryKernel) -> int:
 
 
 def _keep_largest(kernel: StationaryKernel, order: np.ndarray, count: int) -> StationaryKernel:
-    log_weight = jnp.asarray(kernel.log_weight)
-    dropped = jnp.zeros(log_weight.shape, bool).at[order[count:]].set(True)
-    floor = jnp.max(log_weight) - PRUNED_LOG_WEIGHT_GAP
-    return eqx.tree_at(lambda k: k.log_weight, kernel, jnp.where(dropped, floor, log_weight))
+    # in NumPy: eagerly in JAX, every count's scatter would compile a program of its own
+    log_weight = np.asarray(kernel.log_weight)
+    dropped = np.zeros(log_weight.shape, bool)
+    dropped[order[count:]] = True
+    floor = log_weight.max() - PRUNED_LOG_WEIGHT_GAP
+    kept = jnp.asarray(np.where(dropped, floor, log_weight), jnp.result_type(kernel.log_weight))
+    return eqx.tree_at(lambda k: k.log_weight, kernel, kept)
 
 
 def _with_kernel(
@@ -1262,7 +1265,8 @@ def _phase_two_precisions(
 
 
 def _rms(values: Array) -> float:
-    return float(jnp.sqrt(jnp.mean(values**2))) if values.size else 0.0
+    values = np.asarray(values)  # on the host: no eager programs to compile per shape
+    return float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
 
 
 def _kronecker_sum_or_none(problem: Problem, num_newton_steps: int) -> KroneckerSum | None:
