@@ -19,10 +19,11 @@ Pairs of runners with the same family, objective (ELBO), draws per step (16), op
   path gradient: the score term of the reparameterisation gradient, zero in expectation,
   dropped; NumPyro's ``Trace_ELBO`` has no such estimator), beside the same NumPyro fits
   (timed again in the interleaved rounds, their ELBOs not refitted);
-* IAF: ``bc.fit`` on flowjax's ``masked_autoregressive_flow(invert=False)`` (2 layers,
-  width 32, ELU as in NumPyro's default; flowjax's default ReLU loses about 0.2 nats of ELBO
-  on the funnel) vs NumPyro's ``AutoIAFNormal(num_flows=2, hidden_dims=[32])``, and vs flowjax's
-  own loop ``fit_to_key_based_loss`` with ``ElboLoss`` on the same flow object.
+* IAF: ``bc.fit`` on ``flows.inverse_autoregressive_flow`` (flowjax's masked autoregressive
+  layers with NumPyro's clipped log-scale affine transformer; 2 layers, width 32, ELU as in
+  NumPyro's default; flowjax's default ReLU loses about 0.2 nats of ELBO on the funnel) vs
+  NumPyro's ``AutoIAFNormal(num_flows=2, hidden_dims=[32])``, and vs flowjax's own loop
+  ``fit_to_key_based_loss`` with ``ElboLoss`` on the same flow object.
 
 *run s*: wall time minus JAX compile work of a repeated call, median of ``TIMING_ROUNDS``
 calls interleaved between the runners, ``block_until_ready``. bc.fit is timed whole (its
@@ -71,15 +72,17 @@ nothing to train) are the reference row. Free-energy profile along x₁ (40 bins
 [−2.5, 2.5], bins within 8 kT of the minimum): per bin √(bias² + std²) over 10 seeds,
 unweighted and reweighted, averaged over the bins every seed reached.
 
-``--quick``: fewer steps. Run ``python benchmarks/vi.py [--quick]`` or
-``bayescore bench vi [--quick]``.
+``--quick``: fewer steps; ``--families IAF [--out F]``: only those families' fits. Run
+``python benchmarks/vi.py [--quick]`` or ``bayescore bench vi [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
+import pathlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -102,6 +105,7 @@ from numpyro.infer.importance import _compute_log_weights
 import bayescore as bc
 from bayescore.core.prng import unrolled
 from bayescore.inference import vi
+from bayescore.models import flows
 from bayescore.models.flows import masked_autoregressive_flow, unroll_layers
 
 SEED = core.SEED
@@ -195,8 +199,16 @@ def same_static(template: Any, family: Any) -> Any:
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
-def problem_rows(name: str, model: Any, args: tuple, steps: int, seeds: int) -> list[dict]:
-    """Time every runner on the first seed; ELBO, log Z and k̂ as mean ± sd over ``seeds``."""
+def problem_rows(
+    name: str,
+    model: Any,
+    args: tuple,
+    steps: int,
+    seeds: int,
+    families: list[str] | None = None,
+) -> list[dict]:
+    """Time every runner on the first seed; ELBO, log Z and k̂ as mean ± sd over ``seeds``
+    (``families``: only these of the pairs below)."""
     target = bc.Target.from_numpyro(model, *args)
     dim = target.dim
 
@@ -204,13 +216,12 @@ def problem_rows(name: str, model: Any, args: tuple, steps: int, seeds: int) -> 
         return same_static(template, built_iaf(seed))
 
     def built_iaf(seed: int) -> Any:
-        return masked_autoregressive_flow(
+        return flows.inverse_autoregressive_flow(
             jax.random.key(seed),
             base_dist=StandardNormal((dim,)),
             flow_layers=2,
             nn_width=32,
             nn_activation=jax.nn.elu,
-            invert=False,
         )
 
     def mean_field(seed: int) -> Any:
@@ -229,6 +240,8 @@ def problem_rows(name: str, model: Any, args: tuple, steps: int, seeds: int) -> 
         "full-rank, STL": (full_rank, stl, AutoMultivariateNormal, {}, LEARNING_RATE),
         "IAF": (iaf, reparameterisation, AutoIAFNormal, iaf_kwargs, FLOW_LEARNING_RATE),
     }
+    if families is not None:
+        pairs = {family: pair for family, pair in pairs.items() if family in families}
     peer_quality: dict[str, list] = {}  # a guide's fits recur beside each bayescore estimator
     rows = []
     for family_name, (make_family, estimator, guide_class, guide_kwargs, rate) in pairs.items():
@@ -809,7 +822,26 @@ def main() -> None:
     parser.add_argument(
         "--convergence", action="store_true", help="only the funnel's longer mean-field fits"
     )
+    parser.add_argument(
+        "--families", nargs="+", help="only the fits of these families (e.g. IAF) on each problem"
+    )
+    parser.add_argument("--out", help="with --families: also write the rows as JSON here")
     args = parser.parse_args()
+    if args.families:
+        steps, seeds = (200, 2) if args.quick else (3000, QUALITY_SEEDS)
+        load_before = os.getloadavg()[0]
+        rows = []
+        for name, (model, model_args) in {
+            "funnel": (funnel, ()),
+            "banana": (banana, ()),
+            "logistic": (logistic, logistic_data()),
+        }.items():
+            rows += problem_rows(name, model, model_args, steps, seeds, args.families)
+        text = markdown(rows, steps, (load_before, os.getloadavg()[0]))
+        print(text)
+        if args.out:
+            pathlib.Path(args.out).write_text(json.dumps({"rows": rows, "markdown": text}))
+        return
     if args.convergence:
         print("\n".join(convergence_markdown(*convergence_rows(args.quick))))
         return

@@ -748,6 +748,7 @@ CASES: list[Case] = [
         for name, constructor in [
             ("planar_flow", flows.planar_flow),
             ("radial_flow", flows.radial_flow),
+            ("inverse_autoregressive_flow", flows.inverse_autoregressive_flow),
         ]
     ],
     *[
@@ -761,8 +762,29 @@ CASES: list[Case] = [
         for name, constructor in [
             ("planar_flow", flows.planar_flow),
             ("radial_flow", flows.radial_flow),
+            ("inverse_autoregressive_flow", flows.inverse_autoregressive_flow),
         ]
     ],
+    *sizes(
+        "inverse_autoregressive_flow",
+        lambda **kwargs: flows.inverse_autoregressive_flow(
+            KEY, **{"base_dist": StandardNormal((2,)), **kwargs}
+        ),
+        {
+            "base_dist": st.just(StandardNormal((1,))),
+            "nn_width": BAD_COUNTS,
+            "nn_depth": BAD_NON_NEGATIVE_COUNTS,
+            "nn_activation": st.one_of(st.just(1.0), st.just(None)),
+            "log_scale_range": st.one_of(
+                WRONG_TYPES,
+                st.just((1.0, 3.0)),
+                st.just((-5.0, 0.0)),
+                st.just((float("nan"), 3.0)),
+                st.just((-5.0, float("inf"))),
+                st.just((-5.0, 3.0, 1.0)),
+            ),
+        },
+    ),
     *sizes(
         "smooth_flow",
         lambda **kwargs: flows.smooth_flow(KEY, **{"dim": 2, **kwargs}),

@@ -170,6 +170,9 @@ FAST_PATH_FAMILIES = {
     "IAF": lambda key: flows.masked_autoregressive_flow(
         key, base_dist=StandardNormal((2,)), invert=False, flow_layers=2
     ),
+    "IAF, log-scale": lambda key: flows.inverse_autoregressive_flow(
+        key, base_dist=StandardNormal((2,)), flow_layers=2
+    ),
     "planar": lambda key: flows.planar_flow(key, base_dist=StandardNormal((2,)), flow_layers=4),
 }
 

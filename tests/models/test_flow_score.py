@@ -163,6 +163,9 @@ FLOWS = {
     "IAF": lambda key: flows.masked_autoregressive_flow(
         key, base_dist=StandardNormal((3,)), invert=False
     ),
+    "IAF, log-scale": lambda key: flows.inverse_autoregressive_flow(
+        key, base_dist=StandardNormal((3,))
+    ),
     "BNAF": lambda key: flows.block_neural_autoregressive_flow(
         key, base_dist=StandardNormal((3,)), invert=False, inverter=_bisection
     ),

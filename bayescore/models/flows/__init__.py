@@ -12,6 +12,7 @@ from bayescore.models.flows.bijections import Planar, Radial, planar, radial
 from bayescore.models.flows.flows import (
     block_neural_autoregressive_flow,
     coupling_flow,
+    inverse_autoregressive_flow,
     masked_autoregressive_flow,
     planar_flow,
     radial_flow,
@@ -31,6 +32,7 @@ __all__ = [
     "coupling_flow",
     "fit_to_data",
     "fit_to_density",
+    "inverse_autoregressive_flow",
     "masked_autoregressive_flow",
     "planar",
     "planar_flow",

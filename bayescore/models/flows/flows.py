@@ -12,6 +12,8 @@ depth):
   inverse).
 - :func:`smooth_flow`: smooth (C^∞) mixture coupling flows on a box or a torus (Köhler, Krämer
   & Noé 2021), base uniform.
+- :func:`inverse_autoregressive_flow`: an IAF for variational inference as NumPyro's
+  ``AutoIAFNormal`` builds it (log-scale affine, clipped), on flowjax's masked layers.
 - From flowjax, re-exported: :func:`coupling_flow` (affine or rational-quadratic spline
   coupling, RealNVP / NSF), :func:`masked_autoregressive_flow` (MAF, or IAF with
   ``invert=False``), :func:`block_neural_autoregressive_flow` (BNAF).
@@ -22,13 +24,25 @@ depth):
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import paramax
-from flowjax.bijections import AbstractBijection, Affine, Chain, Flip, Invert, Permute, Scan
+from flowjax.bijections import (
+    AbstractBijection,
+    Affine,
+    Chain,
+    Flip,
+    Invert,
+    MaskedAutoregressive,
+    Permute,
+    Scan,
+)
 from flowjax.distributions import AbstractDistribution, Transformed, Uniform
 from flowjax.experimental.numpyro import distribution_to_numpyro
 from flowjax.flows import (
@@ -36,9 +50,15 @@ from flowjax.flows import (
     coupling_flow,
     masked_autoregressive_flow,
 )
-from jaxtyping import ArrayLike, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from bayescore.core.errors import ArgumentError, ShapeError, check_array, check_positive_int
+from bayescore.core.errors import (
+    ArgumentError,
+    ShapeError,
+    check_array,
+    check_interval,
+    check_positive_int,
+)
 from bayescore.models.flows.bijections import planar, radial
 from bayescore.models.flows.smooth import SmoothCoupling, smooth_mixture
 from bayescore.models.flows.train import _check_flow
@@ -168,6 +188,87 @@ def smooth_flow(
     return Transformed(Uniform(jnp.zeros(dim), jnp.ones(dim)), bijection)
 
 
+def inverse_autoregressive_flow(
+    key: PRNGKeyArray,
+    *,
+    base_dist: AbstractDistribution,
+    flow_layers: int = 2,
+    nn_width: int = 32,
+    nn_depth: int = 1,
+    nn_activation: Callable[[Array], Array] = jax.nn.elu,
+    log_scale_range: tuple[float, float] = (-5.0, 3.0),
+) -> Transformed:
+    r"""An inverse autoregressive flow (Kingma et al. 2016) for variational inference.
+
+    flowjax's ``MaskedAutoregressive`` layers (MADE conditioners) in their parallel
+    direction, as ``masked_autoregressive_flow(invert=False)`` stacks them (sampling and
+    the density of a draw in one pass; the density of another point is sequential), but
+    built as NumPyro's ``AutoIAFNormal`` builds its flow: the coordinates reversed between
+    layers (flowjax permutes them at random, so the ordering, and with it the fit, changes
+    with the key), and the affine transformer
+    :math:`y = \mu + e^{s}\,x`, the log-scale :math:`s` clipped to ``log_scale_range`` (as
+    NumPyro clips it) so that one large network output cannot overflow the scale. flowjax's
+    own transformer takes the scale through a softplus and its log-determinant through a
+    logarithm of it: a training step of a 2-layer, width-32 IAF on a 10-dimensional target
+    costs about a third more on a CPU that way. At initialisation every layer is near the
+    identity (:math:`s \approx 0`).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from flowjax.distributions import StandardNormal
+        >>> from bayescore.models.flows import inverse_autoregressive_flow
+        >>> flow = inverse_autoregressive_flow(jax.random.key(0), base_dist=StandardNormal((3,)))
+        >>> x, log_q = flow.sample_and_log_prob(jax.random.key(1), (4,))
+        >>> bool(jnp.allclose(flow.log_prob(x), log_q, atol=1e-4))
+        True
+    """
+    dim = _vector_dim(base_dist)
+    if dim < 2:
+        raise ArgumentError(
+            f"base_dist has dimension {dim}: an autoregressive flow needs at least 2 "
+            "coordinates. Use a mean-field family (vi.mean_field) in one dimension."
+        )
+    flow_layers = check_positive_int("flow_layers", flow_layers)
+    nn_width = check_positive_int("nn_width", nn_width)
+    nn_depth = check_positive_int("nn_depth", nn_depth, allow_zero=True)
+    if not callable(nn_activation):
+        raise ArgumentError(f"nn_activation must be a function, got {nn_activation!r}.")
+    if not isinstance(log_scale_range, tuple | list) or len(log_scale_range) != 2:
+        raise ArgumentError(f"log_scale_range must be a pair (low, high), got {log_scale_range!r}.")
+    hint = "The layers start at the identity, s = 0: the range must hold it, e.g. (-5, 3)."
+    low = check_interval("log_scale_range[0]", log_scale_range[0], -math.inf, 0.0, hint=hint)
+    high = check_interval("log_scale_range[1]", log_scale_range[1], 0.0, math.inf, hint=hint)
+    scale = paramax.Parameterize(_ClippedExp(low, high), jnp.zeros(()))
+    transformer = eqx.tree_at(lambda affine: affine.scale, Affine(), scale)
+
+    def make_layer(key: PRNGKeyArray) -> AbstractBijection:
+        layer = MaskedAutoregressive(
+            key,
+            transformer=transformer,
+            dim=dim,
+            nn_width=nn_width,
+            nn_depth=nn_depth,
+            nn_activation=nn_activation,
+        )
+        # a Permute, not a Flip: XLA's CPU reverse costs a quarter of a small flow's step
+        return Chain([layer, Permute(jnp.arange(dim)[::-1])])
+
+    return _stack(key, base_dist, make_layer, flow_layers, invert=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClippedExp:
+    r""":math:`s \mapsto e^{\operatorname{clip}(s, \text{low}, \text{high})}`; a value (not a
+    closure), so that two equal flows compare equal and ``bc.fit`` reuses its compiled loop.
+    """
+
+    low: float
+    high: float
+
+    def __call__(self, log_scale: Array) -> Array:
+        return jnp.exp(jnp.clip(log_scale, self.low, self.high))
+
+
 def to_numpyro(flow: AbstractDistribution, condition: ArrayLike | None = None) -> Any:
     """``flow`` as a NumPyro distribution, for a prior, a likelihood or a guide.
 
@@ -213,6 +314,7 @@ def _vector_dim(base_dist: AbstractDistribution) -> int:
 
 __all__ = [
     "block_neural_autoregressive_flow",
+    "inverse_autoregressive_flow",
     "coupling_flow",
     "masked_autoregressive_flow",
     "planar_flow",
