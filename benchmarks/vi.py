@@ -749,6 +749,15 @@ def convergence_markdown(rows: list[dict[str, Any]], optimum: dict[str, float]) 
     return lines
 
 
+def problems() -> dict[str, tuple[Any, tuple]]:
+    """The three targets: ``{name: (NumPyro model, its arguments)}``."""
+    return {
+        "funnel": (funnel, ()),
+        "banana": (banana, ()),
+        "logistic": (logistic, logistic_data()),
+    }
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """Every problem and family; returns ``{"area": "vi", "rows": [...], "markdown": "..."}``."""
     steps = 200 if quick else 3000
@@ -759,12 +768,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     path = path_gradient_rows(quick)
     snf = snf_rows(quick)
     convergence, optimum = convergence_rows(quick)
-    problems = {
-        "funnel": (funnel, ()),
-        "banana": (banana, ()),
-        "logistic": (logistic, logistic_data()),
-    }
-    for name, (model, args) in problems.items():
+    for name, (model, args) in problems().items():
         rows += problem_rows(name, model, args, steps, seeds)
     load = (load_before, os.getloadavg()[0])
     for item in rows:
@@ -831,11 +835,7 @@ def main() -> None:
         steps, seeds = (200, 2) if args.quick else (3000, QUALITY_SEEDS)
         load_before = os.getloadavg()[0]
         rows = []
-        for name, (model, model_args) in {
-            "funnel": (funnel, ()),
-            "banana": (banana, ()),
-            "logistic": (logistic, logistic_data()),
-        }.items():
+        for name, (model, model_args) in problems().items():
             rows += problem_rows(name, model, model_args, steps, seeds, args.families)
         text = markdown(rows, steps, (load_before, os.getloadavg()[0]))
         print(text)

@@ -314,8 +314,8 @@ def _vector_dim(base_dist: AbstractDistribution) -> int:
 
 __all__ = [
     "block_neural_autoregressive_flow",
-    "inverse_autoregressive_flow",
     "coupling_flow",
+    "inverse_autoregressive_flow",
     "masked_autoregressive_flow",
     "planar_flow",
     "radial_flow",
