@@ -226,6 +226,7 @@ def minimise_lbfgs(
     criterion: Callable[[Any], Array] | None = None,
     check_every: int = 1,
     loop_steps: int | None = None,
+    stop_on_stall: bool = False,
     progress: bool = True,
     description: str = "",
 ) -> tuple[Any, Array]:
@@ -246,6 +247,14 @@ def minimise_lbfgs(
     share one compiled loop (a continuation that runs 30 iterations, then 10 more at another
     setting, compiles once).
 
+    ``stop_on_stall=True`` ends the run at the first iteration that does not lower the loss
+    (its line search found no decrease, or the new loss is not finite), as SciPy's L-BFGS-B
+    stops when its line search fails: that iteration's point is dropped (optax may accept
+    a failed search's higher point), the remaining iterations are skipped (each would search
+    its full 20 trial steps again, mostly in vain), and their entries in the returned losses
+    repeat the final loss. Off by default, so that a loop whose later iterations recover
+    (a noisy float32 loss) runs them.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from bayescore.core.optimise import minimise_lbfgs
@@ -264,6 +273,10 @@ def minimise_lbfgs(
         ...                          progress=False)  # runs the loop compiled for the first
         >>> first.shape, more.shape
         ((60,), (40,))
+        >>> w, stalled = minimise_lbfgs(rosenbrock, jnp.zeros(2), 100, stop_on_stall=True,
+        ...                             progress=False)  # stops at the minimum: no decrease
+        >>> bool(stalled[-1] == stalled[-2]), [round(float(v), 3) for v in w]
+        (True, [1.0, 1.0])
     """
     check_every = check_positive_int("check_every", check_every)
     if loop_steps is not None:
@@ -277,7 +290,7 @@ def minimise_lbfgs(
         params, values = _lbfgs_scan(
             loss_fn, params, num_steps if loop_steps is None else jnp.int32(num_steps),
             num_steps if loop_steps is None else loop_steps, memory_size, bar.every,
-            criterion, check_every,
+            criterion, check_every, stop_on_stall,
         )  # fmt: skip
     return params, values[:num_steps]
 
@@ -292,20 +305,28 @@ def _lbfgs_scan(
     every: int,
     criterion: Callable | None = None,
     check_every: int = 1,
+    stop_on_stall: bool = False,
 ) -> tuple[Any, Array]:
     """``length`` iterations of which the first ``num_steps`` run (``num_steps`` traced: the
-    rest are skipped by a ``lax.cond``; an int equal to ``length``: no cond)."""
+    rest are skipped by a ``lax.cond``; an int equal to ``length``: no cond); with
+    ``stop_on_stall``, also every iteration after the first that did not lower the loss."""
     solver = optax.lbfgs(memory_size=memory_size)
     value_and_grad = optax.value_and_grad_from_state(loss_fn)
 
     def step(carry: tuple[Any, ...], t: Array) -> tuple[tuple[Any, ...], Array]:
-        if isinstance(num_steps, int):
+        run = None if isinstance(num_steps, int) else t < num_steps
+        if stop_on_stall:
+            run = ~carry[4] if run is None else run & ~carry[4]
+        if run is None:
             return iteration(carry, t)
-        value = jnp.zeros((), jax.eval_shape(loss_fn, carry[0]).dtype)
-        return jax.lax.cond(t < num_steps, iteration, lambda c, t: (c, value), carry, t)
+        return jax.lax.cond(run, iteration, skip, carry, t)
+
+    def skip(carry: tuple[Any, ...], t: Array) -> tuple[tuple[Any, ...], Array]:
+        value = jnp.asarray(optax.tree.get(carry[1], "value"), loss_dtype)
+        return carry, value  # the loss at the parameters, which stay
 
     def iteration(carry: tuple[Any, ...], t: Array) -> tuple[tuple[Any, ...], Array]:
-        params, state, best, best_score = carry
+        params, state, best, best_score, stalled = carry
         value, grad = value_and_grad(params, state=state)
         updates, new_state = solver.update(
             grad, state, params, value=value, grad=grad, value_fn=loss_fn
@@ -313,10 +334,18 @@ def _lbfgs_scan(
         new_params = optax.apply_updates(params, updates)
         if every:
             tick(t, every, num_steps, 0, 1, True)
-        check = (optax.tree.get(new_state, "value"), new_params)
-        params, state = keep_if_finite(check, (new_params, new_state), (params, state))
+        new_value = optax.tree.get(new_state, "value")
+        if stop_on_stall:  # no decrease, or not finite: keep the point before, and stop
+            stalled = ~(new_value < value)
+            params, state = jax.tree.map(
+                lambda new, old: jnp.where(stalled, old, new),
+                (new_params, new_state), (params, state),
+            )  # fmt: skip
+        else:
+            check = (new_value, new_params)
+            params, state = keep_if_finite(check, (new_params, new_state), (params, state))
         if criterion is not None:
-            due = ((t + 1) % check_every == 0) | (t == num_steps - 1)
+            due = ((t + 1) % check_every == 0) | (t == num_steps - 1) | stalled
             score = jax.lax.cond(
                 due, lambda p: jnp.asarray(criterion(p), best_score.dtype),
                 lambda p: jnp.asarray(jnp.inf, best_score.dtype), params,
@@ -324,13 +353,14 @@ def _lbfgs_scan(
             better = score < best_score  # False for a NaN score
             best = jax.tree.map(lambda n, o: jnp.where(better, n, o), params, best)
             best_score = jnp.where(better, score, best_score)
-        return (params, state, best, best_score), value
+        return (params, state, best, best_score, stalled), value
 
+    loss_dtype = jax.eval_shape(loss_fn, params).dtype
     state = solver.init(params)
     score = jnp.asarray(jnp.inf) if criterion is None else jnp.asarray(criterion(params))
     score = jnp.where(jnp.isfinite(score), score, jnp.inf)
-    carry = (params, state, params, score)
-    (params, _, best, _), values = jax.lax.scan(step, carry, jnp.arange(length))
+    carry = (params, state, params, score, jnp.zeros((), bool))
+    (params, _, best, _, _), values = jax.lax.scan(step, carry, jnp.arange(length))
     return (params if criterion is None else best), values
 
 

@@ -65,3 +65,23 @@ def test_a_longer_loop_runs_the_same_iterations_and_compiles_once(caplog):
     np.testing.assert_array_equal(looped, chosen)  # the last iterate (12) is still scored
     with pytest.raises(ArgumentError, match="at least num_steps"):
         minimise_lbfgs(rosenbrock, start, 12, loop_steps=5, progress=False)
+
+
+def test_stop_on_stall_ends_at_the_first_iteration_without_decrease():
+    # a loss with a floor it cannot go below in float64: L-BFGS reaches it, its line search
+    # then finds no decrease; with stop_on_stall the rest are skipped, the point stays
+    rosenbrock = eqx.Partial(lambda p: (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2)
+    start = jnp.array([-1.2, 1.0])
+    full, full_losses = minimise_lbfgs(rosenbrock, start, 80, progress=False)
+    stopped, losses = minimise_lbfgs(rosenbrock, start, 80, stop_on_stall=True, progress=False)
+    decreasing = np.flatnonzero(np.diff(np.asarray(losses)) < 0)
+    last = int(decreasing[-1]) + 1  # the loss before the stalled iteration
+    assert last < 79  # it stalled before the end
+    np.testing.assert_array_equal(losses[: last + 1], full_losses[: last + 1])
+    np.testing.assert_array_equal(losses[last:], np.full(80 - last, losses[last]))
+    assert float(rosenbrock(stopped)) == pytest.approx(float(losses[last]), abs=0)
+    assert float(rosenbrock(stopped)) < 1e-20
+    # with a criterion the stalled point is scored, so the best-scoring point can be it
+    chosen, _ = minimise_lbfgs(rosenbrock, start, 80, criterion=rosenbrock, check_every=50,
+                               stop_on_stall=True, progress=False)  # fmt: skip
+    np.testing.assert_array_equal(chosen, stopped)

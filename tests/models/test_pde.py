@@ -13,10 +13,13 @@ import pytest
 from bayescore.core.errors import ArgumentError, BayescoreError, DataError, ShapeError
 from bayescore.models.pde import (
     Dirichlet,
+    GaussianSpectralMixture,
     GPSolution,
+    MaternSpectralMixture,
     Neumann,
     Objective,
     Problem,
+    StationaryKernel,
     grid_operators,
     kronecker_cholesky,
     matern,
@@ -113,6 +116,28 @@ def test_toeplitz_equals_pairwise_matrix():
         np.testing.assert_allclose(
             kernel.toeplitz(9, 3.0 / 8, order), kernel.matrix(grid, grid, order), atol=1e-12
         )
+
+
+@pytest.mark.parametrize("spectrum, nu, orders", [("gaussian", None, 7), ("matern", 0.5, 1),
+                                                   ("matern", 1.5, 3), ("matern", 2.5, 5),
+                                                   ("matern", 3.5, 7)])  # fmt: skip
+@pytest.mark.parametrize("cosine", [True, False])
+def test_closed_form_cross_matrix_equals_autodiff_of_the_profile(spectrum, nu, orders, cosine):
+    # random weights, lengthscales and frequencies; points on both sides of, and at, the grid
+    keys = jax.random.split(jax.random.key(orders), 3)
+    log_weight, log_inverse = (jax.random.normal(k, (5,), jnp.float64) for k in keys[:2])
+    frequency = 3.0 * jax.random.normal(keys[2], (5,), jnp.float64) if cosine else None
+    if spectrum == "gaussian":
+        kernel = GaussianSpectralMixture(log_weight, log_inverse, frequency)
+    else:
+        kernel = MaternSpectralMixture(log_weight, log_inverse, frequency, order=int(nu - 0.5))
+    grid = jnp.linspace(-1.0, 2.0, 37, dtype=jnp.float64)
+    points = jnp.concatenate([jnp.linspace(-1.5, 2.5, 41, dtype=jnp.float64), grid[::5]])
+    for order in range(orders):  # every order the kernel has at lag 0
+        autodiff = StationaryKernel.matrix(kernel, points, grid, order)
+        closed = kernel.matrix(points, grid, order)
+        scale = float(jnp.max(jnp.abs(autodiff)))
+        np.testing.assert_allclose(closed, autodiff, rtol=0, atol=1e-12 * scale)
 
 
 # ---------------------------------------------------------------------- Kronecker algebra

@@ -24,6 +24,18 @@ order; its derivative is written with the identity :math:`m_\nu'(s) = -s\,m_{\nu
 (from :math:`\tfrac{d}{ds}[s^\nu K_\nu(s)] = -s^\nu K_{\nu-1}(s)`), so every derivative that
 exists at :math:`\delta = 0` (orders up to :math:`2p`) is exact there too.
 
+The mixtures' cross matrices :math:`[\kappa^{(n)}(x_a - y_b)]_{ab}`
+(:meth:`~StationaryKernel.matrix`: the prediction, and the validation residual between grids)
+are written in closed form instead: Leibniz's rule over envelope and cosine, the Gaussian
+envelope's derivatives by Hermite polynomials, the Matérn envelope's as
+:math:`\operatorname{sign}(\delta)^k c^k e^{-s}P_k(s)` with :math:`P_{k+1} = P_k' - P_k`,
+and the cosine of a difference from the points' own cosines and sines,
+:math:`\cos\omega(x - y) = \cos\omega x\cos\omega y + \sin\omega x\sin\omega y`. Per pair
+and component that leaves one exponential, where autodiff of the profile evaluates an
+exponential, a cosine and a sine (or more) per pair: 5-7 times faster for a 400 x 400 matrix
+of second derivatives with 30 components, equal to about :math:`10^{-14}` relative.
+Written here: no JAX library has these kernels.
+
 References:
     Fang, Gu, Hu, Zhe (2024). Solving high frequency and multi-scale PDEs with Gaussian
     processes. ICLR 2024, arXiv:2311.04465.
@@ -46,10 +58,12 @@ import abc
 import functools
 import math
 import sys
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from bayescore.core.errors import ArgumentError, check_positive_float, check_positive_int
@@ -186,6 +200,12 @@ class GaussianSpectralMixture(StationaryKernel):
     def smoothness(self) -> int:
         return sys.maxsize
 
+    def matrix(
+        self, xs: Float[Array, " m"], ys: Float[Array, " n"], order: int = 0
+    ) -> Float[Array, "m n"]:
+        """:meth:`StationaryKernel.matrix` in closed form (see the module)."""
+        return _mixture_matrix(self, xs, ys, order, _gaussian_envelope)
+
 
 class MaternSpectralMixture(StationaryKernel):
     r"""Matérn mixture :math:`\sum_q w_q m_\nu(\sqrt{2\nu}a_q|\delta|)\cos(2\pi\mu_q\delta)`.
@@ -222,6 +242,75 @@ class MaternSpectralMixture(StationaryKernel):
     @property
     def smoothness(self) -> int:
         return 2 * self.order
+
+    def matrix(
+        self, xs: Float[Array, " m"], ys: Float[Array, " n"], order: int = 0
+    ) -> Float[Array, "m n"]:
+        """:meth:`StationaryKernel.matrix` in closed form (see the module)."""
+        envelope = functools.partial(_matern_envelope_derivatives, order=self.order)
+        return _mixture_matrix(self, xs, ys, order, envelope)
+
+
+def _mixture_matrix(
+    kernel: GaussianSpectralMixture | MaternSpectralMixture,
+    xs: Array,
+    ys: Array,
+    order: int,
+    envelope: Callable[[Array, Array, int], list[Array]],
+) -> Array:
+    r""":math:`[\sum_q w_q \sum_k \binom nk E_q^{(k)}(\delta_{ab}) C_q^{(n-k)}(\delta_{ab})]_{ab}`,
+    :math:`\delta_{ab} = x_a - y_b`, with ``envelope(rate, lag, n)`` the envelope's
+    derivatives of orders ``0..n`` and the cosine's from the points' cosines and sines."""
+    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
+    lag = (xs[:, None] - ys[None, :])[..., None]  # (m, n, 1) against the components (Q,)
+    derivatives = envelope(jnp.exp(kernel.log_inverse_lengthscale), lag, order)
+    if kernel.frequency is None:  # no cosine: the envelope's own derivative
+        total = derivatives[order]
+    else:
+        omega = 2.0 * jnp.pi * kernel.frequency
+        cos_x, sin_x = jnp.cos(omega * xs[:, None])[:, None], jnp.sin(omega * xs[:, None])[:, None]
+        cos_y, sin_y = jnp.cos(omega * ys[:, None]), jnp.sin(omega * ys[:, None])
+        cosine = cos_x * cos_y + sin_x * sin_y  # cos w(x - y)
+        sine = sin_x * cos_y - cos_x * sin_y  # sin w(x - y)
+        cycle = (cosine, -sine, -cosine, sine)  # d^j/dd^j cos(w d) / w^j
+        total = sum(
+            math.comb(order, k) * derivatives[k] * omega ** (order - k) * cycle[(order - k) % 4]
+            for k in range(order + 1)
+        )
+    return jnp.sum(jnp.exp(kernel.log_weight) * total, axis=-1)
+
+
+def _gaussian_envelope(rate: Array, lag: Array, order: int) -> list[Array]:
+    r""":math:`\frac{d^k}{d\delta^k} e^{-a^2\delta^2} = (-a)^k H_k(a\delta)\,e^{-a^2\delta^2}`,
+    :math:`k = 0..n`, with the Hermite recurrence :math:`H_{k+1} = 2tH_k - 2kH_{k-1}`."""
+    t = rate * lag
+    decay = jnp.exp(-(t**2))
+    hermite = [jnp.ones_like(t), 2.0 * t]
+    for k in range(1, order):
+        hermite.append(2.0 * t * hermite[k] - 2.0 * k * hermite[k - 1])
+    return [(-rate) ** k * hermite[k] * decay for k in range(order + 1)]
+
+
+def _matern_envelope_derivatives(rate: Array, lag: Array, n: int, *, order: int) -> list[Array]:
+    r""":math:`\frac{d^k}{d\delta^k} m_{p+1/2}(c|\delta|) = \operatorname{sign}(\delta)^k c^k
+    e^{-s} P_k(s)`, :math:`s = c|\delta|`, :math:`c = \sqrt{2p+1}\,a`, :math:`k = 0..n`; the
+    polynomials :math:`P_0 = e^{s} m_{p+1/2}(s)`, :math:`P_{k+1} = P_k' - P_k` have constant
+    coefficients. An odd :math:`k \le 2p` gives 0 at :math:`\delta = 0`, as it should."""
+    c = math.sqrt(2 * order + 1) * rate
+    s = c * jnp.abs(lag)
+    decay = jnp.exp(-s)
+    sign = jnp.sign(lag)
+    scale = math.factorial(order) / math.factorial(2 * order)
+    binomial = [math.factorial(2 * order - j) / math.factorial(order - j) for j in range(order + 1)]
+    polynomial = np.polynomial.Polynomial(  # ascending powers of s
+        [scale * b / math.factorial(j) * 2.0**j for j, b in enumerate(binomial)]
+    )
+    out = []
+    for k in range(n + 1):
+        value = jnp.polyval(jnp.asarray(polynomial.coef[::-1]), s) * decay * c**k
+        out.append(value * sign**k if k % 2 else value)
+        polynomial = polynomial.deriv() - polynomial
+    return out
 
 
 def _matern_polynomial(s: Array, order: int) -> Array:

@@ -1166,7 +1166,7 @@ def _phase_two(
             kernels_fit, values = minimise_lbfgs(
                 profiled, params.kernels, steps, progress=progress, description=description,
                 criterion=None if criterion is None else criterion.profiled(profiled),
-                check_every=check_every, loop_steps=loop_steps,
+                check_every=check_every, loop_steps=loop_steps, stop_on_stall=True,
             )  # fmt: skip
             params = params._replace(
                 kernels=kernels_fit, values=_profiled_values(profiled, kernels_fit)
@@ -1176,7 +1176,7 @@ def _phase_two(
             (grid, kernels_fit), values = minimise_lbfgs(
                 fixed, (params.values, params.kernels), steps, progress=progress,
                 description=description, criterion=criterion, check_every=check_every,
-                loop_steps=loop_steps,
+                loop_steps=loop_steps, stop_on_stall=True,
             )  # fmt: skip
             params = params._replace(values=grid, kernels=kernels_fit)
         losses.append(np.asarray(values))
