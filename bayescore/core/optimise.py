@@ -3,9 +3,9 @@
 :func:`optimise` runs ``num_steps`` optax steps of a stochastic loss inside one ``lax.scan``
 (one dispatch, the progress bar ticked from the device); :func:`guarded_update` is the step
 itself, which skips an update whose loss or gradient is not finite, so a bad draw never
-poisons the parameters (:func:`keep_if_finite`, the guard it shares with LightSB's L-BFGS
-polish). :func:`minimise_lbfgs` does the same for a deterministic loss with
-``optax.lbfgs`` (zoom line search), for full-batch polishing after Adam.
+poisons the parameters (:func:`keep_if_finite`). :func:`minimise_lbfgs` does the same for a
+deterministic loss with ``optax.lbfgs`` (zoom line search), for full-batch polishing after Adam
+(LightSB's, the PINN's, GP-HM's kernels).
 """
 
 from __future__ import annotations
@@ -80,8 +80,11 @@ def keep_if_finite[T](check: Any, new: T, old: T) -> T:
         >>> keep_if_finite(jnp.array([1.0, jnp.inf]), jnp.zeros(2), jnp.ones(2)).tolist()
         [1.0, 1.0]
     """
-    finite = _all_finite(check)
-    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    return _select(_all_finite(check), new, old)
+
+
+def _select[T](keep: Array, new: T, old: T) -> T:
+    return jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
 
 
 def _all_finite(tree: Any) -> Array:
@@ -335,15 +338,11 @@ def _lbfgs_scan(
         if every:
             tick(t, every, num_steps, 0, 1, True)
         new_value = optax.tree.get(new_state, "value")
-        if stop_on_stall:  # no decrease, or not finite: keep the point before, and stop
-            stalled = ~(new_value < value)
-            params, state = jax.tree.map(
-                lambda new, old: jnp.where(stalled, old, new),
-                (new_params, new_state), (params, state),
-            )  # fmt: skip
-        else:
-            check = (new_value, new_params)
-            params, state = keep_if_finite(check, (new_params, new_state), (params, state))
+        keep = _all_finite((new_value, new_params))
+        if stop_on_stall:  # no decrease (or not finite): keep the point before, and stop
+            keep = keep & (new_value < value)
+            stalled = ~keep
+        params, state = _select(keep, (new_params, new_state), (params, state))
         if criterion is not None:
             due = ((t + 1) % check_every == 0) | (t == num_steps - 1) | stalled
             score = jax.lax.cond(

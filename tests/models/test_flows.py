@@ -9,6 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bayescore.models.flows import Planar, Radial
+from tests.models.flow_helpers import perturbed
 
 FLOATS = st.floats(-3.0, 3.0, allow_nan=False, allow_infinity=False)
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
@@ -326,15 +327,7 @@ def test_inverse_autoregressive_flow_inverts_and_its_log_det_is_the_jacobians():
         flow = flows.inverse_autoregressive_flow(
             jax.random.key(0), base_dist=StandardNormal((4,)), flow_layers=3, nn_width=8
         )
-        # away from the identity it starts near, so every layer's Jacobian matters
-        flow = jax.tree.map(
-            lambda a: (
-                a + 0.3 * jax.random.normal(jax.random.key(1), a.shape, a.dtype)
-                if eqx.is_inexact_array(a) and a.ndim
-                else a
-            ),
-            flow,
-        )
+        flow = perturbed(flow)  # away from the identity: every layer matters
         bijection = paramax.unwrap(flow).bijection
         for seed in range(3):
             check_round_trip_and_log_det(bijection, jax.random.normal(jax.random.key(seed), (4,)))
