@@ -930,6 +930,30 @@ def test_sylvester_gradient_equals_the_dense_solves():
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
+def test_sylvester_keeps_float64_inside_compiled_loops_and_vmap():
+    # the solve is a host callback, and a callback may run on an XLA worker thread, where
+    # jax.enable_x64(True) (this module's fixture) is not in force: it rounded the operands to
+    # float32 in the L-BFGS loop of test_solve_by_collocation_reaches_a_steep_advection_solution
+    # until they travelled as 32-bit words. Here: float64 through jit, scan and vmap to
+    # rounding, and float32 in 32-bit mode
+    keys = jax.random.split(jax.random.key(4), 3)
+    a = jax.random.normal(keys[0], (6, 6)) + 4 * jnp.eye(6)
+    b = jax.random.normal(keys[1], (4, 4)) + 3 * jnp.eye(4)
+    c = jax.random.normal(keys[2], (3, 6, 4))
+
+    @jax.jit
+    def looped(c):
+        return jax.lax.scan(lambda carry, ci: (carry, sylvester(a, b, ci)), 0.0, c)[1]
+
+    for solved in (looped(c), jax.jit(jax.vmap(sylvester, (None, None, 0)))(a, b, c)):
+        assert solved.dtype == jnp.float64
+        residual = jnp.einsum("ij,njk->nik", a, solved) + solved @ b - c
+        assert float(jnp.max(jnp.abs(residual))) < 1e-12
+    with jax.enable_x64(False):  # in 32-bit mode the solve stays in float32
+        single = sylvester(a.astype(jnp.float32), b.astype(jnp.float32), c[0].astype(jnp.float32))
+        assert single.dtype == jnp.float32
+
+
 # ------------------------------------------------------------------- PINN minibatches
 
 
